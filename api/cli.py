@@ -1,0 +1,202 @@
+"""The ``dms-db`` command line: each command is one call into a service function.
+
+Exit codes scripts can rely on: 0 success, 1 a user error (bad input, bad
+configuration), 2 usage error, 3 the machine or the cluster is not ready
+(missing package, server down), 4 an internal error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dms_db import cluster as cluster_service
+from dms_db import migration_support
+from dms_db.catalog_service import deploy_schema_file, list_catalogs
+from dms_db.config import DmsConfig, load_config
+from dms_db.errors import ClusterError, DmsError, SetupError, UserError
+from dms_db.local_cluster import LocalCluster
+
+EXIT_USER_ERROR = 1
+EXIT_NOT_READY = 3
+EXIT_INTERNAL = 4
+
+app = typer.Typer(help="dms-db: a sharded PostgreSQL catalog database for sky surveys.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Create, run and inspect the cluster.", no_args_is_help=True)
+schema_app = typer.Typer(help="Deploy and list catalog schemas (Felis YAML).", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(schema_app, name="schema")
+
+console = Console()
+errors = Console(stderr=True)
+_state: dict[str, Path | None] = {"config_file": None}
+
+
+@app.callback()
+def _global_options(
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML configuration file (default: DMS_CONFIG or ./dms-db.toml)."),
+    ] = None,
+) -> None:
+    _state["config_file"] = config_file
+
+
+def _config() -> DmsConfig:
+    return load_config(_state["config_file"])
+
+
+def _fail(exc: DmsError) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        errors.print(f"  hint: {exc.hint}", highlight=False)
+    if isinstance(exc, SetupError | ClusterError):
+        return typer.Exit(EXIT_NOT_READY)
+    if isinstance(exc, UserError):
+        return typer.Exit(EXIT_USER_ERROR)
+    return typer.Exit(EXIT_INTERNAL)
+
+
+def _print_status(config: DmsConfig) -> bool:
+    report = cluster_service.cluster_status(config)
+    table = Table(title="dms-db cluster")
+    for heading in ("node", "role", "address", "state", "schema", "note"):
+        table.add_column(heading)
+    for node in report:
+        colour = "green" if node.is_up else "red"
+        table.add_row(
+            node.name, node.role, node.address, f"[{colour}]{node.state}[/]", node.revision or "-", node.detail
+        )
+    console.print(table)
+    return all(node.is_up for node in report)
+
+
+@app.command()
+def up(
+    workers: Annotated[int | None, typer.Option(help="Number of local workers (default from config).")] = None,
+) -> None:
+    """Bring up the embedded default: local cluster, shipped schemas deployed, status printed."""
+    try:
+        overrides = {}
+        if workers is not None:
+            base = _config()
+            overrides["local"] = base.local.model_copy(update={"workers": workers})
+        config = load_config(_state["config_file"], **overrides)
+        with console.status("starting the cluster and migrating every node..."):
+            cluster_service.bring_up(config)
+        for name in ("apdb", "dr"):
+            report = deploy_schema_file(config, name)
+            verb = "deployed" if report.created else "already deployed"
+            console.print(f"schema [bold]{report.schema_name}[/] {verb} ({len(report.tables)} tables)")
+        healthy = _print_status(config)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    if not healthy:
+        raise typer.Exit(EXIT_NOT_READY)
+
+
+@cluster_app.command("init")
+def cluster_init() -> None:
+    """Create (if needed) and start the local servers, migrate every node, register workers."""
+    try:
+        config = _config()
+        cluster_service.bring_up(config)
+        _print_status(config)
+    except DmsError as exc:
+        raise _fail(exc) from None
+
+
+@cluster_app.command("start")
+def cluster_start() -> None:
+    """Start the local servers that are not running."""
+    try:
+        started = LocalCluster(_config()).start()
+    except DmsError as exc:
+        raise _fail(exc) from None
+    console.print(f"started: {', '.join(started)}" if started else "all servers were already running")
+
+
+@cluster_app.command("stop")
+def cluster_stop() -> None:
+    """Stop the local servers."""
+    try:
+        stopped = LocalCluster(_config()).stop()
+    except DmsError as exc:
+        raise _fail(exc) from None
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "no server was running")
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """Show every node: reachable or down, and its schema revision. Exit 3 if any is down."""
+    try:
+        healthy = _print_status(_config())
+    except DmsError as exc:
+        raise _fail(exc) from None
+    if not healthy:
+        raise typer.Exit(EXIT_NOT_READY)
+
+
+@cluster_app.command("add-worker")
+def cluster_add_worker(
+    dsn: Annotated[str, typer.Argument(help="libpq connection string of the new worker's database.")],
+    name: Annotated[str | None, typer.Option(help="Node name (default: worker-N).")] = None,
+) -> None:
+    """Register an existing PostgreSQL database as a worker and migrate it."""
+    try:
+        worker = cluster_service.add_worker(_config(), dsn, name)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    console.print(f"registered {worker.name} ({worker.safe_address}); new chunks may be placed on it")
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the coordinator and every worker to the newest schema (same as 'alembic upgrade head')."""
+    try:
+        topology = cluster_service.resolve_topology(_config())
+        migration_support.upgrade(topology)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    console.print(f"{len(topology.nodes)} nodes at {migration_support.head_revision()}")
+
+
+@schema_app.command("deploy")
+def schema_deploy(
+    source: Annotated[str, typer.Argument(help="Felis YAML file, or 'apdb' / 'dr' for a shipped schema.")],
+    as_name: Annotated[str | None, typer.Option("--as", help="ADQL schema name to deploy it under.")] = None,
+    chunk_order: Annotated[int | None, typer.Option(help="HEALPix order of chunks (default from config).")] = None,
+) -> None:
+    """Create a catalog's tables on every worker and its registry and TAP_SCHEMA rows."""
+    try:
+        report = deploy_schema_file(_config(), source, as_name, chunk_order)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    verb = "deployed" if report.created else "already deployed, unchanged"
+    console.print(f"schema [bold]{report.schema_name}[/] {verb} on {report.workers} workers:")
+    for table, kind in report.tables:
+        console.print(f"  {table:<20} {kind}")
+
+
+@schema_app.command("list")
+def schema_list() -> None:
+    """List deployed catalogs."""
+    try:
+        catalogs = list_catalogs(_config())
+    except DmsError as exc:
+        raise _fail(exc) from None
+    table = Table(title="deployed catalogs")
+    for heading in ("schema", "felis name", "version", "chunk order", "tables"):
+        table.add_column(heading)
+    for c in catalogs:
+        table.add_row(c.schema_name, c.felis_name, c.version or "-", str(c.chunk_order), str(c.tables))
+    console.print(table)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,158 @@
+"""Atomic changes across the coordinator and several workers (two-phase commit).
+
+Every participant does its work in its own transaction and ``PREPARE
+TRANSACTION``s it; then the coordinator commits, in its own transaction, a row
+of ``dms.transaction_outcome`` naming the global id: that commit *is* the
+decision.  Only then are the workers' transactions ``COMMIT PREPARED``.  If the
+process dies in between, :func:`resolve_in_doubt` finishes the job: a prepared
+transaction whose gid has a decision row is committed, one without is rolled
+back (presumed abort).  Deploys and loads both go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from dms_db.errors import NodeUnavailableError
+from dms_db.topology import NodeSpec, Topology
+
+log = logging.getLogger(__name__)
+GID_PREFIX = "dms:"
+
+
+def new_gid(purpose: str) -> str:
+    """A fresh global transaction id; the prefix lets recovery find dms-db's own."""
+    return f"{GID_PREFIX}{purpose}:{uuid.uuid4().hex}"
+
+
+@dataclass
+class DistributedTransaction:
+    """Open connections, one transaction each, to the coordinator and the workers."""
+
+    gid: str
+    purpose: str
+    coordinator: psycopg.Connection
+    workers: dict[str, psycopg.Connection]
+
+    def on(self, worker_name: str) -> psycopg.Connection:
+        """The connection to one worker, inside the distributed transaction."""
+        return self.workers[worker_name]
+
+
+def _connect(node: NodeSpec) -> psycopg.Connection:
+    try:
+        return psycopg.connect(node.dsn, autocommit=False)
+    except psycopg.OperationalError as exc:
+        raise NodeUnavailableError(
+            f"{node.role} {node.name} ({node.safe_address}) cannot be reached: {str(exc).strip().splitlines()[0]}",
+            hint="check 'dms-db cluster status'; nothing was changed",
+        ) from None
+
+
+@contextmanager
+def distributed_transaction(topology: Topology, purpose: str) -> Iterator[DistributedTransaction]:
+    """Run a block on all nodes and commit it everywhere or nowhere.
+
+    Exceptions inside the block roll back every participant.  Failures while
+    preparing roll back those already prepared.  Once the decision is committed
+    on the coordinator, the change is durable even if committing on a worker
+    fails: recovery completes it.
+    """
+    gid = new_gid(purpose)
+    with ExitStack() as stack:
+        coordinator = stack.enter_context(_connect(topology.coordinator))
+        workers = {w.name: stack.enter_context(_connect(w)) for w in topology.workers}
+        txn = DistributedTransaction(gid, purpose, coordinator, workers)
+        try:
+            yield txn
+        except BaseException:
+            for conn in (coordinator, *workers.values()):
+                _quiet_rollback(conn)
+            raise
+        prepared: list[tuple[str, psycopg.Connection]] = []
+        try:
+            for name, conn in workers.items():
+                conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
+                prepared.append((name, conn))
+            coordinator.execute("INSERT INTO dms.transaction_outcome (gid, purpose) VALUES (%s, %s)", (gid, purpose))
+            coordinator.commit()
+        except BaseException:
+            for _name, conn in prepared:
+                _finish_prepared(conn, gid, commit=False)
+            for conn in (coordinator, *workers.values()):
+                _quiet_rollback(conn)
+            raise
+        for name, conn in prepared:
+            try:
+                _finish_prepared(conn, gid, commit=True)
+            except psycopg.Error:
+                log.warning("commit of %s on %s deferred to recovery", gid, name)
+
+
+def _finish_prepared(conn: psycopg.Connection, gid: str, commit: bool) -> None:
+    verb = "COMMIT PREPARED {}" if commit else "ROLLBACK PREPARED {}"
+    conn.autocommit = True
+    try:
+        conn.execute(sql.SQL(verb).format(sql.Literal(gid)))
+    finally:
+        conn.autocommit = False
+
+
+def _quiet_rollback(conn: psycopg.Connection) -> None:
+    try:
+        if not conn.closed and not conn.autocommit:
+            conn.rollback()
+    except psycopg.Error:
+        pass
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What :func:`resolve_in_doubt` did."""
+
+    committed: tuple[str, ...]
+    rolled_back: tuple[str, ...]
+    unreachable: tuple[str, ...]
+
+
+def resolve_in_doubt(topology: Topology, min_age_seconds: float = 0.0) -> RecoveryReport:
+    """Commit or roll back dms-db's prepared transactions left on workers.
+
+    Parameters
+    ----------
+    topology
+        The cluster to scan.
+    min_age_seconds
+        Leave alone transactions prepared more recently than this, which may
+        belong to a writer that is still running.
+    """
+    committed: list[str] = []
+    rolled_back: list[str] = []
+    unreachable: list[str] = []
+    with psycopg.connect(topology.coordinator.dsn) as coordinator:
+        for worker in topology.workers:
+            try:
+                conn = psycopg.connect(worker.dsn, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError:
+                unreachable.append(worker.name)
+                continue
+            with conn:
+                rows = conn.execute(
+                    "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+                    "AND gid LIKE %s AND prepared < now() - make_interval(secs => %s)",
+                    (GID_PREFIX + "%", min_age_seconds),
+                ).fetchall()
+                for (gid,) in rows:
+                    decided = coordinator.execute(
+                        "SELECT 1 FROM dms.transaction_outcome WHERE gid = %s", (gid,)
+                    ).fetchone()
+                    _finish_prepared(conn, gid, commit=decided is not None)
+                    (committed if decided else rolled_back).append(f"{worker.name}:{gid}")
+    return RecoveryReport(tuple(committed), tuple(rolled_back), tuple(unreachable))

@@ -1,0 +1,1 @@
+"""Partitioning, placement and (later) distributed query execution."""
