@@ -51,9 +51,9 @@ def _config() -> DmsConfig:
 
 
 def _fail(exc: DmsError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
     if exc.hint:
-        errors.print(f"  hint: {exc.hint}", highlight=False)
+        errors.print(f"  hint: {exc.hint}", highlight=False, soft_wrap=True)
     if isinstance(exc, SetupError | ClusterError):
         return typer.Exit(EXIT_NOT_READY)
     if isinstance(exc, UserError):

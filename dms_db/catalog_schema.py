@@ -66,14 +66,11 @@ _RESERVED_SCHEMA_NAMES = frozenset({"tap_schema", "tap_upload", "dms", "dms_work
 _TABLE_KEYS = ("dms:kind", "dms:directorTable", "dms:directorKey", "dms:ra", "dms:dec")
 _MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")  # also a regular ADQL identifier
+# Fallback position column names, tried in this order (case-insensitively) when no UCD says meta.main.
 _POSITION_NAMES = (
-    ("ra", "dec"),
-    ("coord_ra", "coord_dec"),
-    ("ra_deg", "dec_deg"),
-    ("raj2000", "dej2000"),
-    ("ra_icrs", "dec_icrs"),
+    ("ra", "dec"), ("coord_ra", "coord_dec"), ("ra_deg", "dec_deg"), ("raj2000", "dej2000"), ("ra_icrs", "de_icrs"),
     ("ra", "decl"),
-)
+)  # fmt: skip
 _SCHEMAS_DIR = Path(__file__).parent / "schemas"
 
 
@@ -192,8 +189,8 @@ def load_catalog_schema(source: str | Path, *, name: str | None = None) -> Catal
     Parameters
     ----------
     source
-        A path to a YAML file, or the YAML text itself (any string that contains a line
-        break or does not name an existing file is read as YAML text).
+        A path to a YAML file, or the YAML text itself: a string is read as YAML text
+        unless it is one line naming an existing file or ending in ``.yaml``/``.yml``.
     name
         Deployed name of the catalog (``--as NAME``); defaults to the Felis schema name.
 
@@ -225,12 +222,16 @@ def load_catalog_schema(source: str | Path, *, name: str | None = None) -> Catal
 
 def _read_source(source: str | Path) -> tuple[str, str]:
     """Return the YAML text and a label for messages (the file name, or ``<text>``)."""
-    if isinstance(source, str) and ("\n" in source or not source.strip()):
-        return source, "<text>"
+    if isinstance(source, str):
+        try:
+            is_path = "\n" not in source and (
+                Path(source).is_file() or (source.endswith((".yaml", ".yml")) and ": " not in source)
+            )
+        except OSError:  # a one-line YAML text can be longer than any file name
+            is_path = False
+        if not is_path:
+            return source, "<text>"
     path = Path(source)
-    is_file_name = isinstance(source, Path) or path.suffix in (".yaml", ".yml") or path.is_file()
-    if not is_file_name:
-        return str(source), "<text>"
     try:
         return path.read_text(encoding="utf-8"), path.name
     except FileNotFoundError:
@@ -524,20 +525,12 @@ class _Resolver:
         key = self.ann(name, "dms:directorKey") or (pk[0] if len(pk) == 1 else None)
         if key is None:
             explicit = self.ann(name, "dms:kind") is not None
-            hint = "add dms:directorKey naming its unique id column" if explicit else None
-            hint = hint or f"add primaryKey: '#{name}.<id column>', or dms:kind: replicated if it is no director"
-            raise self.fail(
-                name,
-                f"has position columns ({ra}, {dec}) but no single-column primary key to use as director key",
-                hint,
-            )
+            hint = f"add primaryKey: '#{name}.<id column>', or dms:kind: replicated if it is no director"
+            hint = "add dms:directorKey naming its unique id column" if explicit else hint
+            raise self.fail(name, f"has position columns ({ra}, {dec}) but no single-column primary key", hint)
         self.column(table, key, "dms:directorKey")
-        unique = {pk[0]} if len(pk) == 1 else set()
-        unique |= {
-            self.owner[c.columns[0]][1]
-            for c in table.constraints
-            if isinstance(c, UniqueConstraint) and len(c.columns) == 1
-        }
+        singles = [c.columns[0] for c in table.constraints if isinstance(c, UniqueConstraint) and len(c.columns) == 1]
+        unique = {self.owner[column_id][1] for column_id in singles} | ({pk[0]} if len(pk) == 1 else set())
         if key not in unique:
             hint = "it must be the single-column primaryKey or have a Unique constraint"
             raise self.fail(name, f"director key {key!r} is not unique", hint=hint)
@@ -550,9 +543,8 @@ class _Resolver:
             hint = _close_names(director, self.tables)
             raise self.fail(name, f"dms:directorTable names {director!r}, which is not a table", hint=hint)
         if director not in directors:
-            raise self.fail(
-                name, f"dms:directorTable {director!r} is a {self.kinds[director][0]} table, not a director"
-            )
+            kind = self.kinds[director][0]
+            raise self.fail(name, f"dms:directorTable {director!r} is a {kind} table, not a director")
         parent = directors[director].column(str(directors[director].director_key))
         linked = [column for target, column in self.links[name] if target == director]
         key = self.ann(name, "dms:directorKey") or (linked[0] if linked else parent.name)
@@ -592,9 +584,6 @@ class _Resolver:
     def resolve(self) -> tuple[CatalogTable, ...]:
         """Return the tables in file order; directors are built first because children refer to them."""
         self.infer_kinds()
-        directors = {
-            name: self.build(self.tables[name], {})
-            for name, (kind, _) in self.kinds.items()
-            if kind is TableKind.DIRECTOR
-        }
+        wanted = [name for name, (kind, _) in self.kinds.items() if kind is TableKind.DIRECTOR]
+        directors = {name: self.build(self.tables[name], {}) for name in wanted}
         return tuple(directors.get(t.name) or self.build(t, directors) for t in self.schema.tables)

@@ -32,6 +32,20 @@ def new_gid(purpose: str) -> str:
     return f"{GID_PREFIX}{purpose}:{uuid.uuid4().hex}"
 
 
+def participant_gid(gid: str, node_name: str) -> str:
+    """The prepared-transaction id of one participant.
+
+    PostgreSQL's prepared-transaction ids are unique per server, and two
+    workers may be databases of one server, so each participant gets its own.
+    """
+    return f"{gid}@{node_name}"
+
+
+def global_gid(prepared_gid: str) -> str:
+    """The global id a participant's prepared transaction belongs to."""
+    return prepared_gid.rsplit("@", 1)[0]
+
+
 @dataclass
 class DistributedTransaction:
     """Open connections, one transaction each, to the coordinator and the workers."""
@@ -79,19 +93,19 @@ def distributed_transaction(topology: Topology, purpose: str) -> Iterator[Distri
         prepared: list[tuple[str, psycopg.Connection]] = []
         try:
             for name, conn in workers.items():
-                conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
+                conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(participant_gid(gid, name))))
                 prepared.append((name, conn))
             coordinator.execute("INSERT INTO dms.transaction_outcome (gid, purpose) VALUES (%s, %s)", (gid, purpose))
             coordinator.commit()
         except BaseException:
-            for _name, conn in prepared:
-                _finish_prepared(conn, gid, commit=False)
+            for name, conn in prepared:
+                _finish_prepared(conn, participant_gid(gid, name), commit=False)
             for conn in (coordinator, *workers.values()):
                 _quiet_rollback(conn)
             raise
         for name, conn in prepared:
             try:
-                _finish_prepared(conn, gid, commit=True)
+                _finish_prepared(conn, participant_gid(gid, name), commit=True)
             except psycopg.Error:
                 log.warning("commit of %s on %s deferred to recovery", gid, name)
 
@@ -147,11 +161,11 @@ def resolve_in_doubt(topology: Topology, min_age_seconds: float = 0.0) -> Recove
                 rows = conn.execute(
                     "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
                     "AND gid LIKE %s AND prepared < now() - make_interval(secs => %s)",
-                    (GID_PREFIX + "%", min_age_seconds),
+                    (GID_PREFIX + "%@" + worker.name, min_age_seconds),
                 ).fetchall()
                 for (gid,) in rows:
                     decided = coordinator.execute(
-                        "SELECT 1 FROM dms.transaction_outcome WHERE gid = %s", (gid,)
+                        "SELECT 1 FROM dms.transaction_outcome WHERE gid = %s", (global_gid(gid),)
                     ).fetchone()
                     _finish_prepared(conn, gid, commit=decided is not None)
                     (committed if decided else rolled_back).append(f"{worker.name}:{gid}")

@@ -7,10 +7,13 @@ YAML that defines the catalog (STYLE.md rule 2), with the datatype mapping of fe
 SQLAlchemy Core tables.
 
 The PostgreSQL schema is called ``TAP_SCHEMA`` in upper case, so SQLAlchemy quotes it
-(``"TAP_SCHEMA".tables``), as DaCHS and the CADC TAP service do: ADQL queries name
-``TAP_SCHEMA.tables`` and the ADQL layer can map that name onto this schema by quoting
-it, while a lower-case ``tap_schema`` never clashes with it. The column names are exactly
-the standard ones, with no additions, so generic TAP clients read them unchanged.
+(``"TAP_SCHEMA".tables``), as CDS's Vollt TAP library does (DaCHS and the CADC service use
+a lower-case ``tap_schema`` instead). The point is that the physical name is spelled
+exactly as the standard and the rows (``TAP_SCHEMA.tables``) spell it: the ADQL layer
+resolves names case-insensitively against TAP_SCHEMA and emits quoted canonical names,
+which it must do anyway for mixed-case catalog tables such as ``apdb."DiaSource"``. The
+column names are exactly the standard ones, with no additions, so generic TAP clients
+read them unchanged. `TAP_SCHEMA_NAME` is the one place the name is spelled.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ def define_tap_schema_tables(metadata: MetaData) -> TapSchemaTables:
     Strings are unbounded ``VARCHAR`` because Felis descriptions often exceed the sizes
     some services pick, and qualified table names can be 127 bytes long. Column comments
     are the standard's descriptions; `tap_schema_self_rows` reads them back.
+
+    Parameters
+    ----------
+    metadata
+        Where to declare the tables, e.g. the coordinator's metadata used by migrations.
     """
 
     def text(name: str, comment: str, *, nullable: bool = True) -> Column[str]:

@@ -40,7 +40,12 @@ stamp="$VENV/.dms-db-installed"
 want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "installing Python packages into .venv"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[service,test]"
+  log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[service,test]"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "installing Python packages failed (log above)" >&2
+    exit 1
+  fi
   echo "$want" >"$stamp"
 fi
