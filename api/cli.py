@@ -200,3 +200,7 @@ def schema_list() -> None:
 def main() -> None:
     """Console entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

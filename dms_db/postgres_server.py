@@ -92,16 +92,18 @@ def find_server_binaries(bin_dir: Path | None = None) -> Path:
 
 
 def check_pgsphere_installed(bin_dir: Path) -> None:
-    """Fail early, naming the package, when the pgSphere extension is missing."""
-    share = bin_dir.parent / "share"
-    candidates = [
-        Path(f"/usr/share/postgresql/{PG_MAJOR}/extension/pg_sphere.control"),
-        share / "extension" / "pg_sphere.control",
-        share / "postgresql" / "extension" / "pg_sphere.control",
-    ]
-    if not any(c.is_file() for c in candidates):
+    """Fail early, naming the package, when these binaries' PostgreSQL lacks pgSphere."""
+    candidates = [bin_dir.parent / "share" / "extension", bin_dir.parent / "share" / "postgresql" / "extension"]
+    # Debian keeps /usr/lib/postgresql/15/bin's shared files in /usr/share/postgresql/15.
+    candidates.append(Path("/usr/share/postgresql") / bin_dir.parent.name / "extension")
+    pg_config = bin_dir / "pg_config"
+    if pg_config.is_file():
+        out = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            candidates.insert(0, Path(out.stdout.strip()) / "extension")
+    if not any((c / "pg_sphere.control").is_file() for c in candidates):
         raise SetupError(
-            "the pgSphere extension is not installed for PostgreSQL 15",
+            f"the pgSphere extension is not installed for the PostgreSQL in {bin_dir.parent}",
             hint=f"install it with: apt-get install {_PGSPHERE_PACKAGE}",
         )
 
@@ -216,9 +218,7 @@ class PostgresServer:
     def start(self) -> bool:
         """Start the server if it is not running; return True if it was started."""
         if not self.is_initialised():
-            raise ClusterError(
-                f"server in {self.home} is not initialised", hint="run 'dms-db cluster init' first"
-            )
+            raise ClusterError(f"server in {self.home} is not initialised", hint="run 'dms-db cluster init' first")
         if self._pg_ctl_status() == 0:
             return False
         self._write_managed_conf()
@@ -341,9 +341,7 @@ class PostgresServer:
             except psycopg.OperationalError as exc:
                 last_error = exc
                 time.sleep(0.2)
-        raise ClusterError(
-            f"PostgreSQL on port {self.settings.port} does not accept connections: {last_error}"
-        )
+        raise ClusterError(f"PostgreSQL on port {self.settings.port} does not accept connections: {last_error}")
 
     def _log_tail(self, lines: int = 5) -> str:
         if not self.logfile.is_file():

@@ -35,7 +35,7 @@ def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_file_is_read_and_unknown_keys_rejected(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
-    good.write_text('chunk_order = 6\nreplication = 2\n[local]\nworkers = 3\n')
+    good.write_text("chunk_order = 6\nreplication = 2\n[local]\nworkers = 3\n")
     config = load_config(good)
     assert (config.chunk_order, config.replication, config.local.workers) == (6, 2, 3)
 

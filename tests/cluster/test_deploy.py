@@ -106,9 +106,7 @@ def test_shipped_schemas_deploy_with_tap_schema_metadata(cluster: DatabaseCluste
     assert keys > 0
 
 
-def test_deploy_is_idempotent_and_refuses_a_different_schema_under_a_taken_name(
-    make_cluster, tmp_path: Path
-) -> None:
+def test_deploy_is_idempotent_and_refuses_a_different_schema_under_a_taken_name(make_cluster, tmp_path: Path) -> None:
     cluster = make_cluster(2)
     assert deploy_schema_file(cluster.config, "apdb").created
     assert not deploy_schema_file(cluster.config, "apdb").created

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psycopg
 from typer.testing import CliRunner
@@ -35,7 +36,8 @@ def test_init_is_idempotent_and_servers_are_configured(local_cluster: LocalClust
         assert int(prepared) > 0, role
         assert sphere is not None
         postmaster_pid = int((server.pgdata / "postmaster.pid").read_text().splitlines()[0])
-        uid_line = next(ln for ln in open(f"/proc/{postmaster_pid}/status") if ln.startswith("Uid:"))
+        status_lines = Path(f"/proc/{postmaster_pid}/status").read_text().splitlines()
+        uid_line = next(ln for ln in status_lines if ln.startswith("Uid:"))
         if os.geteuid() == 0:
             assert int(uid_line.split()[1]) != 0, "the server must not run as root"
             assert os.stat(server.pgdata).st_uid != 0, "server data must not belong to root"

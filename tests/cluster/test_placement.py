@@ -50,7 +50,7 @@ def test_placement_is_balanced_and_stored(make_cluster: Callable[..., DatabaseCl
 
     with psycopg.connect(cluster.coordinator_dsn) as conn:
         stored = read_placement(conn, 7)
-        again = place_chunks(conn, 7, chunks[:10] + [5000], replication)
+        again = place_chunks(conn, 7, [*chunks[:10], 5000], replication)
     assert stored == placed
     assert {c: again[c] for c in chunks[:10]} == {c: placed[c] for c in chunks[:10]}
     assert 5000 in again

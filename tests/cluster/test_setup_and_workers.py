@@ -1,0 +1,106 @@
+"""Setup problems name the package to install; add-worker; a normal user runs the cluster too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from multiprocessing import Queue, get_context
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dms_db import cluster as cluster_service
+from dms_db import migration_support
+from dms_db.config import DmsConfig
+from dms_db.errors import AlreadyExistsError, SetupError
+from dms_db.local_cluster import LocalCluster
+from dms_db.postgres_server import PostgresServer, ServerSettings, check_pgsphere_installed, find_server_binaries
+from dms_db.service_account import resolve_service_account
+from sharding.placement import place_chunks
+from tests.harness import DatabaseCluster, TestServer, free_port_block, local_cluster_config
+
+
+def test_missing_server_binaries_name_the_package(tmp_path: Path) -> None:
+    with pytest.raises(SetupError) as info:
+        find_server_binaries(tmp_path)
+    assert "apt-get install postgresql-15" in str(info.value)
+
+    server = PostgresServer(
+        tmp_path / "s",
+        ServerSettings(port=free_port_block(1)),
+        resolve_service_account(),
+        tmp_path / "pgpass",
+        tmp_path,
+    )
+    with pytest.raises(SetupError, match="postgresql-15"):
+        server.init()
+
+
+def test_missing_pgsphere_names_the_package(tmp_path: Path) -> None:
+    real_bin = find_server_binaries()
+    check_pgsphere_installed(real_bin)  # the real installation has it
+    fake_bin = tmp_path / "pg" / "bin"  # a PostgreSQL without pgSphere
+    fake_bin.mkdir(parents=True)
+    with pytest.raises(SetupError, match="apt-get install postgresql-15-pgsphere"):
+        check_pgsphere_installed(fake_bin)
+
+
+def test_add_worker_registers_migrates_and_receives_chunks(
+    make_cluster: Callable[..., DatabaseCluster], pg_server: TestServer
+) -> None:
+    cluster = make_cluster(2)
+    new_dsn = pg_server.create_database()
+    worker = cluster_service.add_worker(cluster.config, new_dsn)
+    assert worker.name == "worker-3"
+    topology = cluster_service.resolve_topology(cluster.config)
+    assert [w.name for w in topology.workers] == ["worker-1", "worker-2", "worker-3"]
+    migration_support.ensure_schema_current(topology)
+    with psycopg.connect(new_dsn) as conn:
+        assert conn.execute("SELECT node_name FROM dms_worker.node_identity").fetchone() == ("worker-3",)
+    with psycopg.connect(cluster.coordinator_dsn) as conn:
+        placed = place_chunks(conn, 5, range(30), 1)
+    assert any(r.nodes == ("worker-3",) for r in placed.values())
+    with pytest.raises(AlreadyExistsError):
+        cluster_service.add_worker(cluster.config, new_dsn)
+    pg_server.drop_database(new_dsn)
+
+
+def _run_cluster_as(account_uid: int, account_gid: int, config: DmsConfig, results: Queue) -> None:
+    """Body of a forked child that has dropped root for good: a plain user's session."""
+    os.setgroups([])
+    os.setgid(account_gid)
+    os.setuid(account_uid)
+    try:
+        cluster = LocalCluster(config)
+        created = cluster.init()
+        again = cluster.init()
+        states = [s.state.value for s in cluster.status()]
+        stopped = cluster.stop()
+        results.put(("ok", created, again, states, stopped, cluster.account.name))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(("error", repr(exc)))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an unprivileged account")
+def test_a_normal_user_runs_the_local_cluster_as_itself() -> None:
+    """Without root no account switch happens: the servers run as the user who asked."""
+    account = resolve_service_account()
+    config = local_cluster_config(workers=2)
+    os.chown(config.local.data_dir, account.uid, account.gid)
+    results: Queue = get_context("fork").Queue()
+    child = get_context("fork").Process(target=_run_cluster_as, args=(account.uid, account.gid, config, results))
+    child.start()
+    try:
+        outcome = results.get(timeout=300)
+    finally:
+        child.join(timeout=60)
+        shutil.rmtree(config.local.data_dir, ignore_errors=True)
+    assert outcome[0] == "ok", outcome
+    _, created, again, states, stopped, runner = outcome
+    assert created == ["coordinator", "worker-1", "worker-2"]
+    assert again == []
+    assert states == ["running"] * 3
+    assert len(stopped) == 3
+    assert runner == account.name
