@@ -179,8 +179,9 @@ def _indexed_columns(table: CatalogTable) -> set[str]:
 
     Felis flags a single-column primary key and single-column indexes. dms-db also flags
     the leading column of every multi-column key or index (a B-tree serves it too), the
-    director key of partitioned tables (the director index maps it to a chunk) and a
-    director's position columns (their HEALPix index turns a region into index ranges).
+    director key of partitioned tables (the director index maps it to a chunk) and the
+    position columns of every table that has them (``dms_db.physical`` builds a pgSphere
+    index on them, and a director's HEALPix index turns a region into index ranges).
     """
     felis = table.felis
     by_id = {column.id: column.name for column in felis.columns}
@@ -190,8 +191,7 @@ def _indexed_columns(table: CatalogTable) -> set[str]:
     names.update(table.primary_key[:1])
     if table.is_partitioned and table.director_key:
         names.add(table.director_key)
-    if table.director_table == table.name:
-        names.update(name for name in (table.ra_column, table.dec_column) if name)
+    names.update(name for name in (table.ra_column, table.dec_column) if name)
     return names
 
 
