@@ -20,6 +20,7 @@ from dms_db.catalog_service import deploy_schema_file, list_catalogs
 from dms_db.config import DmsConfig, load_config
 from dms_db.errors import ClusterError, DmsError, SetupError, UserError
 from dms_db.local_cluster import LocalCluster
+from loaders.recovery import recover as recover_cluster
 
 EXIT_USER_ERROR = 1
 EXIT_NOT_READY = 3
@@ -87,7 +88,8 @@ def up(
             overrides["local"] = base.local.model_copy(update={"workers": workers})
         config = load_config(_state["config_file"], **overrides)
         with console.status("starting the cluster and migrating every node..."):
-            cluster_service.bring_up(config)
+            topology = cluster_service.bring_up(config)
+            recover_cluster(topology)
         for name in ("apdb", "dr"):
             report = deploy_schema_file(config, name)
             verb = "deployed" if report.created else "already deployed"
@@ -195,6 +197,71 @@ def schema_list() -> None:
     for c in catalogs:
         table.add_row(c.schema_name, c.felis_name, c.version or "-", str(c.chunk_order), str(c.tables))
     console.print(table)
+
+
+def _parse_column_map(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        source, sep, target = pair.partition("=")
+        if not sep or not source or not target:
+            raise typer.BadParameter(f"--map takes INPUT=COLUMN, got {pair!r}")
+        mapping[source] = target
+    return mapping
+
+
+@app.command()
+def load(
+    target: Annotated[str, typer.Argument(help="SCHEMA.TABLE to load into, e.g. apdb.DiaSource.")],
+    files: Annotated[list[Path], typer.Argument(help="Parquet, CSV (.csv/.csv.gz), FITS or VOTable files.")],
+    column_map: Annotated[
+        list[str] | None, typer.Option("--map", help="INPUT=COLUMN for input columns named differently.")
+    ] = None,
+    batch_rows: Annotated[int, typer.Option(help="Rows per batch (memory use grows with it).")] = 200_000,
+) -> None:
+    """Load files into one table: validated, partitioned, all or nothing, and only once."""
+    from loaders.bulk_load import load_inputs
+    from loaders.progress import load_progress
+
+    try:
+        config = _config()
+        topology = cluster_service.resolve_topology(config)
+        with load_progress(console, files) as advance:
+            report = load_inputs(
+                topology,
+                target,
+                files,
+                replication=config.replication,
+                column_map=_parse_column_map(column_map or []),
+                batch_rows=batch_rows,
+                progress=advance,
+            )
+    except DmsError as exc:
+        raise _fail(exc) from None
+    if report.already_loaded:
+        console.print(f"{report.target}: these inputs were already loaded (load {report.load_id}); nothing to do")
+        return
+    rate = report.rows / report.seconds if report.seconds else 0.0
+    console.print(
+        f"{report.target}: loaded {report.rows:,} rows into {report.chunks} chunks "
+        f"(+{report.overlap_rows:,} overlap copies) in {report.seconds:.1f} s, {rate:,.0f} rows/s; "
+        f"load {report.load_id}"
+    )
+
+
+@app.command()
+def recover() -> None:
+    """Finish or roll back transactions left by crashed loaders; close their ledger rows."""
+    try:
+        summary = recover_cluster(cluster_service.resolve_topology(_config()))
+    except DmsError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"committed {len(summary.committed)}, rolled back {len(summary.rolled_back)} prepared transactions; "
+        f"closed {len(summary.aborted_loads)} abandoned loads"
+    )
+    if summary.unreachable:
+        errors.print(f"unreachable workers, run again when they are up: {', '.join(summary.unreachable)}")
+        raise typer.Exit(EXIT_NOT_READY)
 
 
 def main() -> None:

@@ -69,9 +69,7 @@ class LocalClusterConfig(BaseModel):
         None,
         description="Directory of the PostgreSQL 15 server binaries (default: searched).",
     )
-    fsync: bool = Field(
-        True, description="Whether servers fsync; only throwaway test clusters should turn it off."
-    )
+    fsync: bool = Field(True, description="Whether servers fsync; only throwaway test clusters should turn it off.")
     shared_buffers_mb: int = Field(128, ge=16, description="shared_buffers of each server, in MiB.")
 
 
@@ -88,8 +86,7 @@ class DmsConfig(BaseSettings):
     coordinator_dsn: str | None = Field(
         None,
         description=(
-            "libpq connection string of an existing coordinator database. "
-            "Leave empty to use the local cluster."
+            "libpq connection string of an existing coordinator database. Leave empty to use the local cluster."
         ),
     )
     worker_dsns: list[str] = Field(
@@ -106,8 +103,7 @@ class DmsConfig(BaseSettings):
         ge=0,
         le=MAX_CHUNK_ORDER,
         description=(
-            "Default HEALPix order of chunks for newly deployed catalogs "
-            "(5: 12288 chunks of 3.4 square degrees)."
+            "Default HEALPix order of chunks for newly deployed catalogs (5: 12288 chunks of 3.4 square degrees)."
         ),
     )
     overlap_arcsec: float = Field(
@@ -128,9 +124,7 @@ class DmsConfig(BaseSettings):
     @model_validator(mode="after")
     def _consistent_topology(self) -> DmsConfig:
         if self.coordinator_dsn is None and self.worker_dsns:
-            raise ValueError(
-                "worker_dsns needs coordinator_dsn; set both, or neither to use the local cluster"
-            )
+            raise ValueError("worker_dsns needs coordinator_dsn; set both, or neither to use the local cluster")
         if self.coordinator_dsn is not None and not self.worker_dsns:
             raise ValueError("coordinator_dsn needs at least one entry in worker_dsns")
         workers = len(self.worker_dsns) if self.coordinator_dsn else self.local.workers

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
+from dms_db import fault_points
 from dms_db.errors import NodeUnavailableError
 from dms_db.topology import NodeSpec, Topology
 
@@ -71,7 +72,9 @@ def _connect(node: NodeSpec) -> psycopg.Connection:
 
 
 @contextmanager
-def distributed_transaction(topology: Topology, purpose: str) -> Iterator[DistributedTransaction]:
+def distributed_transaction(
+    topology: Topology, purpose: str, gid: str | None = None
+) -> Iterator[DistributedTransaction]:
     """Run a block on all nodes and commit it everywhere or nowhere.
 
     Exceptions inside the block roll back every participant.  Failures while
@@ -79,7 +82,7 @@ def distributed_transaction(topology: Topology, purpose: str) -> Iterator[Distri
     on the coordinator, the change is durable even if committing on a worker
     fails: recovery completes it.
     """
-    gid = new_gid(purpose)
+    gid = gid or new_gid(purpose)
     with ExitStack() as stack:
         coordinator = stack.enter_context(_connect(topology.coordinator))
         workers = {w.name: stack.enter_context(_connect(w)) for w in topology.workers}
@@ -92,9 +95,11 @@ def distributed_transaction(topology: Topology, purpose: str) -> Iterator[Distri
             raise
         prepared: list[tuple[str, psycopg.Connection]] = []
         try:
+            fault_points.reach(f"{purpose}:before-prepare")
             for name, conn in workers.items():
                 conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(participant_gid(gid, name))))
                 prepared.append((name, conn))
+                fault_points.reach(f"{purpose}:prepared-{len(prepared)}")
             coordinator.execute("INSERT INTO dms.transaction_outcome (gid, purpose) VALUES (%s, %s)", (gid, purpose))
             coordinator.commit()
         except BaseException:
@@ -103,6 +108,7 @@ def distributed_transaction(topology: Topology, purpose: str) -> Iterator[Distri
             for conn in (coordinator, *workers.values()):
                 _quiet_rollback(conn)
             raise
+        fault_points.reach(f"{purpose}:decided")
         for name, conn in prepared:
             try:
                 _finish_prepared(conn, participant_gid(gid, name), commit=True)
@@ -136,16 +142,15 @@ class RecoveryReport:
     unreachable: tuple[str, ...]
 
 
-def resolve_in_doubt(topology: Topology, min_age_seconds: float = 0.0) -> RecoveryReport:
+def resolve_in_doubt(
+    topology: Topology, min_age_seconds: float = 0.0, owner_alive: Callable[[str, float], bool] | None = None
+) -> RecoveryReport:
     """Commit or roll back dms-db's prepared transactions left on workers.
 
-    Parameters
-    ----------
-    topology
-        The cluster to scan.
-    min_age_seconds
-        Leave alone transactions prepared more recently than this, which may
-        belong to a writer that is still running.
+    A transaction with a decision row is committed (that is what its writer
+    would do next).  One without is rolled back, unless its writer may still
+    be running: prepared less than ``min_age_seconds`` ago, or
+    ``owner_alive(global_gid, age_seconds)`` says so.
     """
     committed: list[str] = []
     rolled_back: list[str] = []
@@ -159,14 +164,17 @@ def resolve_in_doubt(topology: Topology, min_age_seconds: float = 0.0) -> Recove
                 continue
             with conn:
                 rows = conn.execute(
-                    "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+                    "SELECT gid, extract(epoch FROM now() - prepared)::float8 FROM pg_prepared_xacts "
+                    "WHERE database = current_database() "
                     "AND gid LIKE %s AND prepared < now() - make_interval(secs => %s)",
                     (GID_PREFIX + "%@" + worker.name, min_age_seconds),
                 ).fetchall()
-                for (gid,) in rows:
+                for gid, age in rows:
                     decided = coordinator.execute(
                         "SELECT 1 FROM dms.transaction_outcome WHERE gid = %s", (global_gid(gid),)
                     ).fetchone()
+                    if decided is None and owner_alive is not None and owner_alive(global_gid(gid), age):
+                        continue
                     _finish_prepared(conn, gid, commit=decided is not None)
                     (committed if decided else rolled_back).append(f"{worker.name}:{gid}")
     return RecoveryReport(tuple(committed), tuple(rolled_back), tuple(unreachable))

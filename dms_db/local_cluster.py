@@ -83,10 +83,7 @@ class LocalCluster:
 
     def status(self) -> list[ServerStatus]:
         """Report each server's state without raising when one is down."""
-        return [
-            ServerStatus(name, role, server.settings.port, server.state())
-            for name, role, server in self.servers()
-        ]
+        return [ServerStatus(name, role, server.settings.port, server.state()) for name, role, server in self.servers()]
 
     def server(self, name: str) -> PostgresServer:
         """The server called ``name`` (``coordinator`` or ``worker-i``)."""
@@ -97,9 +94,7 @@ class LocalCluster:
 
     def topology(self) -> Topology:
         """Connection details of the local nodes, as a real deployment would give them."""
-        nodes = [
-            NodeSpec(name, role, server.dsn(self.config.database)) for name, role, server in self.servers()
-        ]
+        nodes = [NodeSpec(name, role, server.dsn(self.config.database)) for name, role, server in self.servers()]
         return Topology(coordinator=nodes[0], workers=tuple(nodes[1:]))
 
     def _server(self, name: str, offset: int) -> PostgresServer:
@@ -109,6 +104,4 @@ class LocalCluster:
             shared_buffers_mb=self.local.shared_buffers_mb,
             fsync=self.local.fsync,
         )
-        return PostgresServer(
-            self.local.data_dir / name, settings, self.account, self.passfile, self.local.bin_dir
-        )
+        return PostgresServer(self.local.data_dir / name, settings, self.account, self.passfile, self.local.bin_dir)

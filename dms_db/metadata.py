@@ -12,7 +12,7 @@ Coordinator, schema ``dms``:
 * ``catalog``         deployed catalogs (Felis YAML kept verbatim, chunk order, overlap)
 * ``catalog_table``   their tables with kind, director and position columns
 * ``chunk_placement`` which workers hold each chunk (one row per replica)
-* ``director_index``  director id -> chunk, for id lookups and placing child rows
+* ``director_index``  director id -> chunk and HEALPix index, for id lookups and placing child rows
 * ``load_ledger``     one row per load: makes loads idempotent and drives recovery
 * ``chunk_row_count`` rows per table and chunk, so ``COUNT(*)`` needs no scan
 * ``query_log``       every query: who, what, how long, how many rows
@@ -137,6 +137,7 @@ director_index = Table(
     Column("table_name", String(63), primary_key=True),
     Column("object_id", BigInteger, primary_key=True),
     Column("chunk_id", BigInteger, nullable=False),
+    Column("healpix_index", BigInteger, nullable=False),
     Column("load_id", BigInteger, nullable=False),
     ForeignKeyConstraint(
         ["schema_name", "table_name"],

@@ -27,9 +27,7 @@ UPGRADE_COMMAND = "alembic upgrade head"
 
 def node_engine(dsn: str) -> Engine:
     """A SQLAlchemy engine for a node given by libpq DSN (no pooling: short-lived)."""
-    return create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=pool.NullPool
-    )
+    return create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=pool.NullPool)
 
 
 def managed_schemas_filter(schemas: frozenset[str]) -> Callable[..., bool]:

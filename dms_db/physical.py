@@ -135,34 +135,48 @@ def partitioned_table_names(ctable: CatalogTable) -> list[tuple[str, bool]]:
 
 
 def ensure_chunk_partitions(
-    conn: psycopg.Connection, schema_name: str, ctable: CatalogTable, chunk_ids: Iterable[int]
+    conn: psycopg.Connection,
+    schema_name: str,
+    ctable: CatalogTable,
+    chunk_ids: Iterable[int],
+    per_transaction: int = 50,
 ) -> list[int]:
     """Create missing chunk partitions (and overlap partitions) on one worker.
 
-    Runs in the caller's transaction; returns the chunks that were new.
+    Commits every ``per_transaction`` chunks: each new partition locks its
+    parent and takes lock-table slots until commit, so thousands of them in
+    one transaction would exhaust the lock table.  ``conn`` must not be inside
+    a transaction.  Returns the chunks that were new.
     """
     wanted = sorted({int(c) for c in chunk_ids})
-    existing = {
-        int(c)
-        for (c,) in conn.execute(
-            "SELECT chunk_id FROM dms_worker.chunk_partition WHERE schema_name = %s AND table_name = %s "
-            "AND NOT is_overlap AND chunk_id = ANY(%s)",
-            (schema_name, ctable.name, wanted),
-        )
-    }
+    with conn.transaction():
+        existing = {
+            int(c)
+            for (c,) in conn.execute(
+                "SELECT chunk_id FROM dms_worker.chunk_partition WHERE schema_name = %s AND table_name = %s "
+                "AND NOT is_overlap AND chunk_id = ANY(%s)",
+                (schema_name, ctable.name, wanted),
+            )
+        }
     created = [c for c in wanted if c not in existing]
-    for chunk_id in created:
-        for parent, is_overlap in partitioned_table_names(ctable):
-            conn.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES IN ({})").format(
-                    sql.Identifier(schema_name, chunk_partition_name(ctable.name, chunk_id, is_overlap)),
-                    sql.Identifier(schema_name, parent),
-                    sql.Literal(chunk_id),
-                )
-            )
-            conn.execute(
-                "INSERT INTO dms_worker.chunk_partition (schema_name, table_name, chunk_id, is_overlap) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (schema_name, ctable.name, chunk_id, is_overlap),
-            )
+    for start in range(0, len(created), per_transaction):
+        with conn.transaction():
+            for chunk_id in created[start : start + per_transaction]:
+                _create_chunk_partition(conn, schema_name, ctable, chunk_id)
     return created
+
+
+def _create_chunk_partition(conn: psycopg.Connection, schema_name: str, ctable: CatalogTable, chunk_id: int) -> None:
+    for parent, is_overlap in partitioned_table_names(ctable):
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES IN ({})").format(
+                sql.Identifier(schema_name, chunk_partition_name(ctable.name, chunk_id, is_overlap)),
+                sql.Identifier(schema_name, parent),
+                sql.Literal(chunk_id),
+            )
+        )
+        conn.execute(
+            "INSERT INTO dms_worker.chunk_partition (schema_name, table_name, chunk_id, is_overlap) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (schema_name, ctable.name, chunk_id, is_overlap),
+        )

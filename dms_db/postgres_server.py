@@ -49,6 +49,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     max_prepared_transactions: int = 64
     max_connections: int = 100
+    max_locks_per_transaction: int = 512
     shared_buffers_mb: int = 128
     fsync: bool = True
 
@@ -62,6 +63,7 @@ class ServerSettings:
             f"unix_socket_directories = '{socket_dir}'",
             f"max_connections = {self.max_connections}",
             f"max_prepared_transactions = {self.max_prepared_transactions}",
+            f"max_locks_per_transaction = {self.max_locks_per_transaction}",
             f"shared_buffers = {self.shared_buffers_mb}MB",
             f"fsync = {durable}",
             f"synchronous_commit = {durable}",

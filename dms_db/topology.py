@@ -67,7 +67,5 @@ class Topology:
 
 def remote_topology(coordinator_dsn: str, worker_dsns: list[str]) -> Topology:
     """Topology of existing servers named by DSN in the configuration."""
-    workers = tuple(
-        NodeSpec(f"worker-{i}", NodeRole.WORKER, dsn) for i, dsn in enumerate(worker_dsns, start=1)
-    )
+    workers = tuple(NodeSpec(f"worker-{i}", NodeRole.WORKER, dsn) for i, dsn in enumerate(worker_dsns, start=1))
     return Topology(NodeSpec("coordinator", NodeRole.COORDINATOR, coordinator_dsn), workers)

@@ -254,6 +254,7 @@ def upgrade_coordinator() -> None:
         sa.Column("table_name", sa.String(length=63), nullable=False),
         sa.Column("object_id", sa.BigInteger(), nullable=False),
         sa.Column("chunk_id", sa.BigInteger(), nullable=False),
+        sa.Column("healpix_index", sa.BigInteger(), nullable=False),
         sa.Column("load_id", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["schema_name", "table_name"],

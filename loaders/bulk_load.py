@@ -1,0 +1,370 @@
+"""Load catalog rows into the cluster: all or nothing, once.
+
+The steps for one load into one table:
+
+1. resolve the target table and its catalog (chunk order, overlap margin);
+2. look the inputs' digest up in the ledger: the same inputs loaded before
+   are not loaded again;
+3. stream the inputs in batches: conform to the schema, check keys, compute
+   chunks (children from the director index), place new chunks, create their
+   partitions, COPY rows into the partitions of every replica;
+4. if any input row was bad, roll everything back and report the problems;
+   otherwise commit on every worker and the coordinator with two-phase commit,
+   the ledger, director index and row counts included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from dms_db import fault_points, migration_support
+from dms_db.catalog_schema import CatalogSchema, CatalogTable, TableKind, load_catalog_schema
+from dms_db.distributed_transaction import DistributedTransaction, distributed_transaction, new_gid
+from dms_db.errors import NotFoundError
+from dms_db.physical import CHUNK_COLUMN, HEALPIX_COLUMN, LOAD_ID_COLUMN, ensure_chunk_partitions
+from dms_db.topology import Topology
+from loaders import ledger
+from loaders.conform import ProblemCollector, conform_batch
+from loaders.errors import LoadValidationError
+from loaders.partition import PartitionedBatch, partition_children, partition_directors
+from loaders.sources import DEFAULT_BATCH_ROWS, file_digest, frame_batches, open_source, read_batches, table_digest
+from loaders.writer import copy_chunks, copy_table, rows_per_chunk
+from sharding.placement import ChunkReplicas, place_chunks
+
+ProgressCallback = Callable[[int], None]
+LoadInput = Path | str | pd.DataFrame | pa.Table
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """The table a load writes to, with its catalog's partitioning parameters."""
+
+    catalog: CatalogSchema
+    table: CatalogTable
+    chunk_order: int
+    overlap_deg: float
+    replication: int
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load did."""
+
+    target: str
+    load_id: int | None
+    rows: int
+    already_loaded: bool
+    chunks: int = 0
+    overlap_rows: int = 0
+    seconds: float = 0.0
+
+
+def resolve_target(coordinator: psycopg.Connection, target: str, replication: int) -> LoadTarget:
+    """Find ``schema.Table`` among the deployed catalogs."""
+    schema_name, _, table_name = target.partition(".")
+    if not table_name:
+        raise NotFoundError(f"load target {target!r} must be SCHEMA.TABLE", hint="e.g. apdb.DiaSource")
+    row = coordinator.execute(
+        "SELECT source_yaml, chunk_order, overlap_arcsec FROM dms.catalog WHERE schema_name = %s", (schema_name,)
+    ).fetchone()
+    if row is None:
+        known = [r[0] for r in coordinator.execute("SELECT schema_name FROM dms.catalog ORDER BY 1")]
+        raise NotFoundError(
+            f"no catalog named {schema_name!r} is deployed",
+            hint=f"deployed: {', '.join(known) or 'none'}; deploy with 'dms-db schema deploy'",
+        )
+    catalog = load_catalog_schema(row[0], name=schema_name)
+    return LoadTarget(catalog, catalog.table(table_name), int(row[1]), float(row[2]) / 3600.0, replication)
+
+
+@dataclass
+class _LoadState:
+    """Running totals of one load."""
+
+    rows: int = 0
+    overlap_rows: int = 0
+    counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    seen_keys: list[np.ndarray] = field(default_factory=list)
+    director_rows: list[pa.Table] = field(default_factory=list)
+
+
+def load_inputs(
+    topology: Topology,
+    target_name: str,
+    inputs: Sequence[LoadInput],
+    *,
+    replication: int = 1,
+    column_map: dict[str, str] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: ProgressCallback | None = None,
+) -> LoadReport:
+    """Load files or in-memory tables into ``schema.Table``, atomically and at most once.
+
+    Raises
+    ------
+    LoadValidationError
+        Some rows break the schema; nothing was written.
+    LoadInputError
+        An input cannot be read; nothing was written.
+    """
+    started = time.monotonic()
+    migration_support.ensure_schema_current(topology)
+    coordinator = psycopg.connect(topology.coordinator.dsn)
+    try:
+        target = resolve_target(coordinator, target_name, replication)
+        name = f"{target.catalog.name}.{target.table.name}"
+        digest, source_name = _inputs_identity(name, inputs)
+        done = ledger.committed_load(coordinator, target.catalog.name, target.table.name, digest)
+        if done is not None:
+            return LoadReport(name, done.load_id, done.row_count, already_loaded=True)
+        gid = new_gid("load")
+        load_id = ledger.begin_load(coordinator, target.catalog.name, target.table.name, source_name, digest, gid)
+        try:
+            state = _run_load(topology, target, inputs, load_id, gid, column_map, batch_rows, progress)
+        except BaseException as exc:
+            coordinator.rollback()
+            ledger.mark_aborted(coordinator, load_id, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            ledger.release(coordinator, load_id)
+    finally:
+        coordinator.close()
+    return LoadReport(
+        name, load_id, state.rows, False, len(state.counts), state.overlap_rows, time.monotonic() - started
+    )
+
+
+def _inputs_identity(name: str, inputs: Sequence[LoadInput]) -> tuple[str, str]:
+    digest = hashlib.sha256(name.encode())
+    names = []
+    for item in inputs:
+        if isinstance(item, pd.DataFrame | pa.Table):
+            table = item if isinstance(item, pa.Table) else pa.Table.from_pandas(item, preserve_index=False)
+            digest.update(table_digest(table).encode())
+            names.append("<table>")
+        else:
+            path = Path(item)
+            open_source(path)  # fail early on missing, empty or mislabelled files
+            digest.update(file_digest(path).encode())
+            names.append(path.name)
+    return digest.hexdigest(), ", ".join(names)[:1000]
+
+
+def _batches(item: LoadInput, batch_rows: int, column_map: dict[str, str] | None) -> tuple[str, Iterator[pa.Table]]:
+    if isinstance(item, pd.DataFrame | pa.Table):
+        return "<table>", frame_batches(item, batch_rows)
+    source = open_source(Path(item))
+    return source.name, read_batches(source, batch_rows, column_map, string_columns=None)
+
+
+def _run_load(
+    topology: Topology,
+    target: LoadTarget,
+    inputs: Sequence[LoadInput],
+    load_id: int,
+    gid: str,
+    column_map: dict[str, str] | None,
+    batch_rows: int,
+    progress: ProgressCallback | None,
+) -> _LoadState:
+    problems = ProblemCollector()
+    state = _LoadState()
+    with distributed_transaction(topology, "load", gid=gid) as txn:
+        for item in inputs:
+            source, batches = _batches(item, batch_rows, column_map)
+            offset = 0
+            for raw in batches:
+                conformed = conform_batch(raw, target.table, source, offset, problems)
+                _check_keys(conformed, target, topology, source, offset, problems, state)
+                _write_batch(conformed, target, txn, topology, load_id, source, offset, problems, state)
+                offset += raw.num_rows
+                if progress is not None:
+                    progress(raw.num_rows)
+        if problems:
+            raise LoadValidationError(problems.problems, problems.total)
+        fault_points.reach("load:written")
+        _finish_coordinator(txn.coordinator, target, load_id, state)
+    return state
+
+
+def _check_keys(
+    batch: pa.Table,
+    target: LoadTarget,
+    topology: Topology,
+    source: str,
+    offset: int,
+    problems: ProblemCollector,
+    state: _LoadState,
+) -> None:
+    """Primary keys must be unique within the load and new to the catalog."""
+    key = target.table.primary_key
+    if len(key) != 1:
+        return  # composite keys are enforced by the unique index of each partition
+    column = batch[key[0]].combine_chunks()
+    values = column.to_numpy(zero_copy_only=False)
+    if values.dtype.kind not in "iu":
+        return
+    values = values.astype(np.int64)
+    unique, first = np.unique(values, return_index=True)
+    dup_in_batch = np.ones(values.size, bool)
+    dup_in_batch[first] = False
+    earlier = np.zeros(values.size, bool)
+    for seen in state.seen_keys:
+        earlier |= _member(values, seen)
+    problems.add_rows(source, dup_in_batch | earlier, offset, key[0], column, "duplicate key within this load")
+    state.seen_keys.append(unique)
+    existing = np.sort(_existing_keys(target, topology, key[0], unique))
+    problems.add_rows(source, _member(values, existing), offset, key[0], column, "already in the catalog")
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted set, by binary search (much faster on millions of ids)."""
+    if sorted_set.size == 0:
+        return np.zeros(values.size, bool)
+    slot = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[slot] == values
+
+
+def _existing_keys(target: LoadTarget, topology: Topology, key: str, values: np.ndarray) -> np.ndarray:
+    """Keys already committed in the catalog.
+
+    Asked on short connections of their own, outside the load's transactions:
+    a read of a parent table inside the load would hold a lock on it that
+    blocks the creation of new partitions until the load commits.
+    """
+    ids = [int(v) for v in values]
+    if target.table.kind is TableKind.DIRECTOR:
+        with psycopg.connect(topology.coordinator.dsn, autocommit=True) as coordinator:
+            rows = coordinator.execute(
+                "SELECT object_id FROM dms.director_index WHERE schema_name = %s AND table_name = %s "
+                "AND object_id = ANY(%s)",
+                (target.catalog.name, target.table.name, ids),
+            ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+    query = sql.SQL("SELECT {key} FROM {table} WHERE {key} = ANY(%s)").format(
+        key=sql.Identifier(key), table=sql.Identifier(target.catalog.name, target.table.name)
+    )
+    workers = topology.workers[:1] if target.table.kind is TableKind.REPLICATED else topology.workers
+    found: list[int] = []
+    for worker in workers:
+        with psycopg.connect(worker.dsn, autocommit=True) as conn:
+            found += [r[0] for r in conn.execute(query, (ids,))]
+    return np.array(found, dtype=np.int64)
+
+
+def _write_batch(
+    batch: pa.Table,
+    target: LoadTarget,
+    txn: DistributedTransaction,
+    topology: Topology,
+    load_id: int,
+    source: str,
+    offset: int,
+    problems: ProblemCollector,
+    state: _LoadState,
+) -> None:
+    """Partition a batch and, if the load is still clean, COPY it.
+
+    Partitioning runs even after problems were found, so that unknown
+    directors in later rows are reported too.
+    """
+    batch = batch.append_column(LOAD_ID_COLUMN, pa.array(np.full(batch.num_rows, load_id, dtype=np.int64)))
+    table = target.table
+    if table.kind is TableKind.REPLICATED:
+        if problems:
+            return
+        for conn in txn.workers.values():
+            copy_table(conn, sql.Identifier(target.catalog.name, table.name), batch)
+        state.rows += batch.num_rows
+        return
+    if table.kind is TableKind.DIRECTOR:
+        if problems:
+            return
+        parts = partition_directors(batch, table, target.chunk_order, target.overlap_deg)
+    else:
+        assert table.director_table is not None
+        parts = partition_children(
+            batch, table, table.director_table, target.catalog.name, txn.coordinator, source, offset, problems
+        )
+        if problems:
+            return
+    _copy_partitioned(parts, target, txn, topology, state)
+    if table.kind is TableKind.DIRECTOR:
+        state.director_rows.append(
+            parts.rows.select([table.director_key, CHUNK_COLUMN, HEALPIX_COLUMN]).rename_columns(
+                ["object_id", "chunk_id", "healpix_index"]
+            )
+        )
+
+
+def _copy_partitioned(
+    parts: PartitionedBatch, target: LoadTarget, txn: DistributedTransaction, topology: Topology, state: _LoadState
+) -> None:
+    counts = rows_per_chunk(parts.rows)
+    all_chunks = set(counts)
+    if parts.overlap is not None:
+        all_chunks |= set(rows_per_chunk(parts.overlap))
+    placement = _place(topology, target, sorted(all_chunks))
+    by_worker: dict[str, list[int]] = defaultdict(list)
+    for chunk_id in sorted(all_chunks):
+        for node in placement[chunk_id].nodes:
+            by_worker[node].append(chunk_id)
+    for node, chunks in by_worker.items():
+        _ensure_partitions(topology, node, target, chunks)
+        conn = txn.on(node)
+        copy_chunks(conn, target.catalog.name, target.table.name, parts.rows, chunks, overlap=False)
+        if parts.overlap is not None:
+            copy_chunks(conn, target.catalog.name, target.table.name, parts.overlap, chunks, overlap=True)
+    fault_points.reach("load:copied-batch")
+    for chunk_id, count in counts.items():
+        state.counts[chunk_id] += count
+    state.rows += parts.rows.num_rows
+    state.overlap_rows += 0 if parts.overlap is None else parts.overlap.num_rows
+
+
+def _place(topology: Topology, target: LoadTarget, chunks: list[int]) -> dict[int, ChunkReplicas]:
+    """Place chunks in a short transaction of its own, so concurrent loads are not serialised for long."""
+    with psycopg.connect(topology.coordinator.dsn) as conn:
+        return place_chunks(conn, target.chunk_order, chunks, target.replication)
+
+
+def _ensure_partitions(topology: Topology, node: str, target: LoadTarget, chunks: Iterable[int]) -> None:
+    """Create missing partitions in their own committed transaction.
+
+    Creating a partition locks its parent exclusively; doing it inside the
+    long load transaction would block every query on the table until commit.
+    An empty partition left by a failed load is harmless.
+    """
+    with psycopg.connect(topology.worker(node).dsn) as conn:
+        ensure_chunk_partitions(conn, target.catalog.name, target.table, chunks)
+
+
+def _finish_coordinator(conn: psycopg.Connection, target: LoadTarget, load_id: int, state: _LoadState) -> None:
+    """Director index, row counts and ledger: committed with the decision."""
+    schema_name, table_name = target.catalog.name, target.table.name
+    if state.director_rows:
+        index_rows = pa.concat_tables(state.director_rows)
+        index_rows = index_rows.append_column("schema_name", pa.array([schema_name] * index_rows.num_rows))
+        index_rows = index_rows.append_column("table_name", pa.array([table_name] * index_rows.num_rows))
+        index_rows = index_rows.append_column("load_id", pa.array(np.full(index_rows.num_rows, load_id)))
+        copy_table(conn, sql.Identifier("dms", "director_index"), index_rows)
+    if state.counts:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO dms.chunk_row_count (schema_name, table_name, chunk_id, row_count) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (schema_name, table_name, chunk_id) "
+                "DO UPDATE SET row_count = dms.chunk_row_count.row_count + EXCLUDED.row_count",
+                [(schema_name, table_name, c, n) for c, n in state.counts.items()],
+            )
+    ledger.mark_committed(conn, load_id, state.rows)
