@@ -35,6 +35,8 @@ from psycopg.copy import QueuedLibpqWriter
 
 from dms_db.errors import InternalError, UserError
 
+Batch = pa.Table | pa.RecordBatch | pd.DataFrame  # what the encoder takes
+
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
 COPY_TRAILER = b"\xff\xff"  # a field count of -1
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's zero, in microseconds since 1970
@@ -42,7 +44,7 @@ _MIN_UNIX_US = -211_813_488_000_000_000 + _PG_EPOCH_US  # PostgreSQL's first tim
 _UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _SLICE_BYTES = 4 << 20  # dense rows encoded at a time: a few MiB stay in cache between passes
 _PAD_SLACK_BYTES = 16  # a string is padded inline if that wastes at most its bytes plus this per row
-_STREAM_ROWS = 65_536  # rows per encoded piece in copy_binary_into: sending starts early, buffers stay small
+_PIECE_ROWS = 4_096, 65_536  # rows of copy_binary_into's first and largest pieces: start soon, then go fast
 
 # PostgreSQL type -> big-endian numpy dtype of its binary value; None for UTF-8 text.
 _WIRE_TYPES: dict[str, np.dtype | None] = {"bigint": np.dtype(">i8"), "integer": np.dtype(">i4")}
@@ -52,8 +54,13 @@ _WIRE_TYPES |= {"timestamp": np.dtype(">i8"), "timestamptz": np.dtype(">i8")}
 _ALIASES = {"int8": "bigint", "int4": "integer", "int": "integer", "int2": "smallint", "float8": "double precision"}
 _ALIASES |= {"float4": "real", "bool": "boolean", "character varying": "varchar", "character": "char"}
 _ALIASES |= {"bpchar": "char", "timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz"}
-Batch = pa.Table | pa.RecordBatch | pd.DataFrame  # what the encoder accepts
-_TYPMOD = re.compile(r"^(varchar|char|character varying|character|bpchar)\s*\(\s*\d+\s*\)$")
+_TYPMOD = re.compile(r"^(varchar|char|character varying|character|bpchar|timestamp|timestamptz)\s*\(\s*\d+\s*\)$")
+_ACCEPTS = {  # PostgreSQL type (timestamp, or its wire dtype's kind) -> test of the Arrow types it takes
+    "timestamp": pa.types.is_timestamp,
+    "b": pa.types.is_boolean,
+    "i": pa.types.is_integer,
+    "f": lambda arrow_type: pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type),
+}
 
 
 class CopyEncodingError(UserError):
@@ -65,7 +72,8 @@ class CopyEncodingError(UserError):
 def canonical_pg_type(pg_type: str) -> str | None:
     """The supported type that ``pg_type`` spells, or None if it is not supported.
 
-    A length such as ``char(1)`` is dropped: the server applies it when it receives the value.
+    A length or precision, as in ``char(1)`` or ``timestamp(3)``, is dropped: the server applies
+    it to the values it receives.
 
     >>> canonical_pg_type("Character Varying(32)"), canonical_pg_type("INT8"), canonical_pg_type("numeric")
     ('varchar', 'bigint', None)
@@ -167,22 +175,15 @@ def _prepare(column: CopyColumn, array: pa.Array, first_row: int) -> _Field:
         data, offsets = data[offsets[0] : offsets[-1]], offsets - offsets[0]
         if (nul := np.flatnonzero(data == 0)).size:
             row = first_row + int(np.searchsorted(offsets, nul[0], side="right")) - 1
-            raise CopyEncodingError(
-                f"column {name!r}: row {row} (counting from 0) holds a NUL character, which text cannot"
-            )
+            raise CopyEncodingError(f"column {name!r}: row {row} (counting from 0): text cannot hold its NUL character")
         return _Field(None, data, valid, offsets)
 
-    if pa.types.is_boolean(atype) != (pg_type == "boolean"):
-        raise CopyEncodingError(mismatch)
+    if not _ACCEPTS["timestamp" if pg_type.startswith("timestamp") else wire.kind](atype):
+        floats_for_ints = wire.kind == "i" and pa.types.is_floating(atype)
+        raise CopyEncodingError(mismatch, hint="use pandas 'Int64' if values are missing" if floats_for_ints else None)
     filled = pc.fill_null(array, False if pa.types.is_boolean(atype) else 0) if valid is not None else array
     if pg_type.startswith("timestamp"):
-        if not pa.types.is_timestamp(atype):
-            raise CopyEncodingError(mismatch)
         return _Field(wire, _timestamp_us(name, filled, first_row), valid)
-    if wire.kind == "i" and not pa.types.is_integer(atype):
-        raise CopyEncodingError(mismatch, hint="use an integer dtype (pandas 'Int64' if values are missing)")
-    if wire.kind == "f" and not (pa.types.is_integer(atype) or pa.types.is_floating(atype)):
-        raise CopyEncodingError(mismatch)
     values = filled.to_numpy(zero_copy_only=False)
     if wire.kind == "i" and not np.can_cast(values.dtype, wire):
         info = np.iinfo(wire)
@@ -206,7 +207,8 @@ def _timestamp_us(name: str, array: pa.Array, first_row: int) -> np.ndarray:
         return micros + (rest >= 500) - _PG_EPOCH_US
     factor = _UNIT_US[array.type.unit]
     low, high = -(-_MIN_UNIX_US // factor), (2**63 - 1) // factor  # the limits in the input's unit
-    _check_range(name, (raw < low) | (raw > high), raw, "timestamp (4714 BC to 294276 AD)", first_row)
+    what = f"timestamp[{array.type.unit}] (4714 BC to 294276 AD)"
+    _check_range(name, (raw < low) | (raw > high), raw, what, first_row)
     return raw * factor - _PG_EPOCH_US
 
 
@@ -398,8 +400,9 @@ def copy_binary_into(
 ) -> int:
     """Stream ``batches`` into ``qualified_table`` with one binary COPY; return the rows loaded.
 
-    Batches are encoded in pieces of at most ``_STREAM_ROWS`` rows, and a psycopg writer thread
-    sends each piece while the next one is encoded, so the server never waits for a whole batch.
+    Batches are encoded in pieces (small at first, so that the server starts at once, then up to
+    ``_PIECE_ROWS[1]`` rows), and a psycopg writer thread sends each piece while the next one is
+    encoded: the server works while the client encodes, and buffers stay small.
     The COPY runs in ``conn.transaction()``: all batches load or none does (as a savepoint when
     the caller has a transaction open).  Strings are sent as UTF-8 without conversion, so the
     connection's client encoding must be UTF-8.
@@ -412,17 +415,19 @@ def copy_binary_into(
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         qualified_table, sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
     )
-    loaded = 0
+    loaded, piece = 0, _PIECE_ROWS[0]
     with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
         copy.write(COPY_HEADER)
         for number, batch in enumerate(batches):
             by_row = batch.iloc if isinstance(batch, pd.DataFrame) else batch
-            for lo in range(0, len(batch), _STREAM_ROWS):
+            lo = 0
+            while lo < len(batch):
                 try:
-                    copy.write(_encode(by_row[lo : lo + _STREAM_ROWS], columns, False, False, first_row=lo))
+                    copy.write(_encode(by_row[lo : lo + piece], columns, False, False, first_row=lo))
                 except CopyEncodingError as error:  # rows count from 0 in each batch: say which batch
                     message = f"batch {number} (counting from 0): {error.message}"
                     raise CopyEncodingError(message, hint=error.hint) from None
+                lo, piece = lo + piece, min(2 * piece, _PIECE_ROWS[1])
             loaded += len(batch)
         copy.write(COPY_TRAILER)
     return loaded

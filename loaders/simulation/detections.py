@@ -1,7 +1,9 @@
-"""Per-row measurement columns shared by DiaSource, Source and the forced tables.
+"""Per-row columns shared by DiaSource, Source and the forced tables, and the batches that hold them.
 
 Astrometry (position scattered by an error that shrinks with signal-to-noise),
-pixel positions, pixel flags and the Rubin-like packing of per-visit ids.
+pixel positions, pixel flags, the Rubin-like packing of per-visit ids, and the
+per-visit batches, which carry a visit rank instead of the visit's repeated
+columns until the end.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from loaders.simulation.visits import Visits, mjd_to_utc
 ASTROMETRIC_FLOOR_ARCSEC = 0.01
 """Systematic astrometric error that no signal-to-noise beats."""
 
+PROCESSING_DELAY_DAYS = 90.0 / 86400.0
 DETECTOR_BITS = 12
 COUNTER_BITS = 20
 
@@ -33,6 +36,36 @@ def concat_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray
         merged[name] = np.concatenate([batch.pop(name) for batch in batches])
     batches.clear()
     return merged
+
+
+class BatchBuffer:
+    """Collects per-visit column batches and merges them into large chunks as it goes.
+
+    Thousands of small per-visit arrays fragment the heap, so that memory they
+    free at the final concatenation is hard to reuse; merging every
+    ``chunk_rows`` rows into large arrays lowers the peak.
+    """
+
+    def __init__(self, chunk_rows: int = 1_000_000) -> None:
+        self.chunk_rows = chunk_rows
+        self._pending: list[dict[str, np.ndarray]] = []
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._pending_rows = 0
+
+    def append(self, batch: dict[str, np.ndarray]) -> None:
+        """Add a batch (all columns of equal length); the buffer takes ownership of its arrays."""
+        self._pending.append(batch)
+        self._pending_rows += len(next(iter(batch.values()), ()))
+        if self._pending_rows >= self.chunk_rows:
+            self._chunks.append(concat_batches(self._pending))
+            self._pending_rows = 0
+
+    def concat(self) -> dict[str, np.ndarray]:
+        """All rows so far, as one array per column; the buffer is left empty."""
+        if self._pending:
+            self._chunks.append(concat_batches(self._pending))
+            self._pending_rows = 0
+        return concat_batches(self._chunks)
 
 
 def packed_ids(visit_rank: int, detector: np.ndarray) -> np.ndarray:
@@ -110,15 +143,24 @@ def pixel_flags(rng: np.random.Generator, phot: Photometry, pixels: int) -> dict
     }
 
 
-def visit_columns(config_bands: str, visits: Visits, v: int, n: int) -> dict[str, np.ndarray]:
-    """Columns that repeat the visit's identity on each of ``n`` rows."""
-    return {
-        "visit": np.full(n, visits.visit[v], dtype=np.int64),
-        "midpointMjdTai": np.full(n, visits.mjd[v]),
-        "band": np.full(n, config_bands[int(visits.band[v])], dtype=object),
-    }
+def visit_columns(bands: str, visits: Visits, rank: np.ndarray, *, processed: bool = False) -> dict[str, np.ndarray]:
+    """Columns that repeat each row's visit (given by its rank in time order): id, midpoint, band.
 
+    Batches carry only the rank while the visits are processed and the columns
+    are expanded once at the end, which keeps the batches small.
 
-def processing_time(visits: Visits, v: int, n: int) -> np.ndarray:
-    """When prompt processing wrote the rows of visit ``v``: about a minute and a half after the exposure."""
-    return np.full(n, mjd_to_utc(np.array([visits.mjd[v] + 90.0 / 86400.0]))[0])
+    Parameters
+    ----------
+    bands, visits
+        The configured bands and the visits.
+    rank
+        Visit rank of each row.
+    processed
+        Also give ``time_processed``: prompt processing wrote the rows about a
+        minute and a half after the exposure.
+    """
+    letters = np.array(list(bands), dtype=object)
+    columns = {"visit": visits.visit[rank], "midpointMjdTai": visits.mjd[rank], "band": letters[visits.band[rank]]}
+    if processed:
+        columns["time_processed"] = mjd_to_utc(visits.mjd + PROCESSING_DELAY_DAYS)[rank]
+    return columns

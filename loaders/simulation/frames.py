@@ -89,7 +89,7 @@ def masked(values: np.ndarray, null: np.ndarray) -> pd.api.extensions.ExtensionA
 
 def _null_column(dtype: Any, n: int) -> Any:
     if isinstance(dtype, pd.api.extensions.ExtensionDtype):
-        return pd.array([pd.NA] * n, dtype=dtype)
+        return masked(np.zeros(n, dtype=dtype.numpy_dtype), np.ones(n, dtype=bool)).astype(dtype)
     if dtype == np.dtype(object):
         return pd.Series(np.full(n, None, dtype=object), dtype=object)
     if dtype.kind == "M":

@@ -15,11 +15,11 @@ import pandas as pd
 
 from loaders.simulation.config import ALL_BANDS, SimulationConfig, Stream, random_stream
 from loaders.simulation.detections import (
+    BatchBuffer,
     astrometry,
     concat_batches,
     packed_ids,
     pixel_flags,
-    processing_time,
     visit_columns,
 )
 from loaders.simulation.focal_plane import FocalPlane
@@ -38,10 +38,12 @@ class PromptCatalog:
     :meth:`associate`, then :meth:`add_forced` for every visit, then :meth:`frames`.
     """
 
-    def __init__(self, config: SimulationConfig, sky: TrueSky, ss: SolarSystem, visits: Visits, plane: FocalPlane):
+    def __init__(
+        self, config: SimulationConfig, sky: TrueSky, ss: SolarSystem, visits: Visits, plane: FocalPlane
+    ) -> None:
         self.config, self.sky, self.ss, self.visits, self.plane = config, sky, ss, visits, plane
-        self._sources: list[dict[str, np.ndarray]] = []
-        self._forced: list[dict[str, np.ndarray]] = []
+        self._sources = BatchBuffer()
+        self._forced = BatchBuffer()
 
     def _columns(
         self,
@@ -60,7 +62,6 @@ class PromptCatalog:
         flags = pixel_flags(rng, phot, config.detector_pixels)
         psf_ndata = np.full(n, round(np.pi * (2.0 * fwhm / config.pixel_scale_arcsec) ** 2), dtype=np.int32)
         return {
-            **visit_columns(config.bands, visits, v, n),
             "detector": phot.landing.detector,
             **astrometry(rng, vectors, phot, snr, fwhm, config.pixel_scale_arcsec, config.detector_pixels),
             "apFlux": phot.diff_flux + 0.5 * phot.diff_err * rng.standard_normal(n),
@@ -82,8 +83,6 @@ class PromptCatalog:
             "centroid_flag": phot.saturated | (rng.random(n) < 0.002),
             "psfFlux_flag": phot.saturated | flags["pixelFlags_edge"],
             **flags,
-            "time_processed": processing_time(visits, v, n),
-            "_band": np.full(n, visits.band[v], dtype=np.int8),
             "_rank": np.full(n, v, dtype=np.int32),
         }
 
@@ -109,8 +108,7 @@ class PromptCatalog:
 
     def associate(self) -> None:
         """Group the DiaSources into DiaObjects and compute their summaries."""
-        rows = concat_batches(self._sources)  # one batch per visit, possibly empty, so never an empty list
-        self._sources = []
+        rows = self._sources.concat()  # one batch per visit, possibly empty, so never without columns
         n_rows = len(rows["diaSourceId"])
         obj = rows["_object"]
         key = np.where(obj >= 0, obj, self.sky.size + np.arange(n_rows))
@@ -134,7 +132,7 @@ class PromptCatalog:
     def _summaries(self) -> dict[str, np.ndarray]:
         rows, group, n = self.rows, self.group, self.n_groups
         count = np.bincount(group, minlength=n)
-        mjd = rows["midpointMjdTai"]
+        mjd = self.visits.mjd[rows["_rank"]]
         last = np.full(n, -np.inf)
         np.maximum.at(last, group, mjd)
         ra, dec = group_mean_positions(unit_vectors(rows["ra"], rows["dec"]), group, n)
@@ -160,7 +158,7 @@ class PromptCatalog:
         names = [f"{band}_psfFlux{s}" for s in ("Mean", "MeanErr", "Sigma", "Ndata")]
         if band not in self.config.bands:
             return dict(zip(names, [None, None, None, np.zeros(n, dtype=np.int32)], strict=True))
-        in_band = self.rows["_band"] == self.config.band_index(band)
+        in_band = self.visits.band[self.rows["_rank"]] == self.config.band_index(band)
         group = self.group[in_band]
         flux, err = self.rows["psfFlux"][in_band], self.rows["psfFluxErr"][in_band]
         ndata = np.bincount(group, minlength=n)
@@ -187,7 +185,7 @@ class PromptCatalog:
         batches = [self._forced_columns(v, subset(phot, keep), group[keep]), self._forced_asteroid_sites(v)]
         for batch in batches:
             compact(batch, shipped_table("apdb", "DiaForcedSource"))
-        self._forced.extend(batches)
+            self._forced.append(batch)
 
     def _forced_asteroid_sites(self, v: int) -> dict[str, np.ndarray]:
         """Forced photometry where an asteroid was seen: its flux on the visit that found it, sky later on."""
@@ -224,37 +222,47 @@ class PromptCatalog:
         return batch
 
     def _forced_columns(self, v: int, phot: Photometry, group: np.ndarray) -> dict[str, np.ndarray]:
-        n = len(group)
+        """DiaForcedSource measurements; ids, positions and visit columns are expanded in :meth:`frames`."""
         return {
-            "diaObjectId": self.dia_object_id[group],
-            **visit_columns(self.config.bands, self.visits, v, n),
+            "_group": group,
+            "_rank": np.full(len(group), v, dtype=np.int32),
             "detector": phot.landing.detector,
-            "ra": self.summary["ra"][group],
-            "dec": self.summary["dec"][group],
             "psfFlux": phot.diff_flux,
             "psfFluxErr": phot.diff_err,
             "scienceFlux": phot.science_flux,
             "scienceFluxErr": phot.science_err,
-            "time_processed": processing_time(self.visits, v, n),
         }
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The four apdb tables."""
-        rows = self.rows
+        rows, bands, visits = self.rows, self.config.bands, self.visits
+        del self.rows
         ss_index = rows["_ss"]
         is_ss = ss_index >= 0
-        sources = {name: values for name, values in rows.items() if not name.startswith("_")}
-        sources["diaObjectId"] = self.dia_object_id[self.group]
         ss_object_id = np.zeros(len(ss_index), dtype=np.int64)
         ss_object_id[is_ss] = self.ss.ss_object_id[ss_index[is_ss]]
+        ss_frame = ss_object_frame(
+            self.config, shipped_table("apdb", "SSObject"), self.ss, ss_index[is_ss], visits.mjd[rows["_rank"][is_ss]]
+        )
+        sources = {name: values for name, values in rows.items() if not name.startswith("_")}
+        sources |= visit_columns(bands, visits, rows.pop("_rank"), processed=True)
+        sources["diaObjectId"] = self.dia_object_id[self.group]
         sources["ssObjectId"] = masked(ss_object_id, ~is_ss)
         sources["parentDiaSourceId"] = None
-        del self.rows
+        dia_sources = conform(shipped_table("apdb", "DiaSource"), sources)
+        del sources, rows
+
+        forced = self._forced.concat()
+        group = forced.pop("_group")
+        forced |= visit_columns(bands, visits, forced.pop("_rank"), processed=True)
+        forced |= {
+            "diaObjectId": self.dia_object_id[group],
+            "ra": self.summary["ra"][group],
+            "dec": self.summary["dec"][group],
+        }
         return {
             "DiaObject": conform(shipped_table("apdb", "DiaObject"), self.summary),
-            "DiaSource": conform(shipped_table("apdb", "DiaSource"), sources),
-            "DiaForcedSource": conform(shipped_table("apdb", "DiaForcedSource"), concat_batches(self._forced)),
-            "SSObject": ss_object_frame(
-                self.config, shipped_table("apdb", "SSObject"), self.ss, ss_index[is_ss], rows["midpointMjdTai"][is_ss]
-            ),
+            "DiaSource": dia_sources,
+            "DiaForcedSource": conform(shipped_table("apdb", "DiaForcedSource"), forced),
+            "SSObject": ss_frame,
         }

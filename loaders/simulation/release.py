@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from loaders.simulation.config import ALL_BANDS, SimulationConfig, Stream, random_stream
-from loaders.simulation.detections import astrometry, concat_batches, packed_ids, pixel_flags, visit_columns
+from loaders.simulation.detections import BatchBuffer, astrometry, packed_ids, pixel_flags, visit_columns
 from loaders.simulation.frames import compact, conform, masked, shipped_table
 from loaders.simulation.measure import Photometry, subset
 from loaders.simulation.sky import ARCSEC, DEG, gnomonic_deg, radec_of, scatter
@@ -35,14 +35,15 @@ class ReleaseCatalog:
     :meth:`add_forced` for every visit in time order, then :meth:`frames`.
     """
 
-    def __init__(self, config: SimulationConfig, sky: TrueSky, visits: Visits):
+    def __init__(self, config: SimulationConfig, sky: TrueSky, visits: Visits) -> None:
         self.config, self.sky, self.visits = config, sky, visits
         n_bands = len(config.bands)
         self.weight = np.zeros((n_bands, sky.size))
         self.weighted_flux = np.zeros((n_bands, sky.size))
         self.n_cover = np.zeros(sky.size, dtype=np.int64)
-        self._sources: list[dict[str, np.ndarray]] = []
-        self._forced: list[dict[str, np.ndarray]] = []
+        self._sources = BatchBuffer()
+        self._forced = BatchBuffer()
+        self._has_source = np.zeros(sky.size, dtype=bool)
 
     def add_detections(self, v: int, phot: Photometry) -> None:
         """Add visit ``v`` to the coadds and record its direct-image detections as Sources."""
@@ -64,9 +65,9 @@ class ReleaseCatalog:
         pixel_scale, fwhm = config.pixel_scale_arcsec, float(self.visits.fwhm[v])
         batch = {
             "sourceId": packed_ids(v, found.landing.detector),
-            "_object": obj,
-            **visit_columns(config.bands, self.visits, v, n),
-            "detector": found.landing.detector.astype(np.int64),
+            "_object": obj.astype(np.int32),
+            "_rank": np.full(n, v, dtype=np.int32),
+            "_detector": found.landing.detector,
             **astrometry(rng, self.sky.vectors[obj], found, snr, fwhm, pixel_scale, config.detector_pixels),
             "psfFlux": found.science_flux,
             "psfFluxErr": found.science_err,
@@ -82,6 +83,7 @@ class ReleaseCatalog:
             **flags,
         }
         compact(batch, shipped_table("dr", "Source"))
+        self._has_source[obj] = True
         self._sources.append(batch)
 
     def select_objects(self) -> None:
@@ -92,10 +94,7 @@ class ReleaseCatalog:
             coadd_err = 1.0 / np.sqrt(self.weight)
         snr = np.where(self.weight > 0.0, coadd_flux / coadd_err, 0.0)
         total_snr = np.sqrt(np.sum(np.maximum(snr, 0.0) ** 2, axis=0))
-        has_source = np.zeros(sky.size, dtype=bool)
-        for batch in self._sources:
-            has_source[batch["_object"]] = True
-        index = np.flatnonzero((total_snr >= config.detection_snr) | has_source)
+        index = np.flatnonzero((total_snr >= config.detection_snr) | self._has_source)
         rng = random_stream(config.seed, Stream.DR_OBJECT)
         n = len(index)
         sigma = np.hypot(0.6 * MEDIAN_SEEING_ARCSEC / np.maximum(total_snr[index], 1.0), 0.005) * ARCSEC / DEG
@@ -189,11 +188,9 @@ class ReleaseCatalog:
         bad_fit = measured.saturated | edge["pixelFlags_edge"]
         batch = {
             "forcedSourceId": packed_ids(v, measured.landing.detector),
-            "objectId": self.object_id[row],
-            **visit_columns(config.bands, self.visits, v, n_rows),
-            "detector": measured.landing.detector.astype(np.int64),
-            "ra": self.object_ra[row],
-            "dec": self.object_dec[row],
+            "_row": row.astype(np.int32),
+            "_rank": np.full(n_rows, v, dtype=np.int32),
+            "_detector": measured.landing.detector,
             "psfFlux": measured.science_flux,
             "psfFluxErr": measured.science_err,
             "psfFlux_flag": bad_fit,
@@ -208,13 +205,27 @@ class ReleaseCatalog:
         self._forced.append(batch)
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        """The Object, Source and ForcedSource tables (Objects sorted by id)."""
-        sources = concat_batches(self._sources)
+        """The Object, Source and ForcedSource tables (Objects sorted by id).
+
+        Batches hold compact indices (object, visit rank, detector); the columns
+        they stand for are expanded here, one table at a time.
+        """
+        bands, visits = self.config.bands, self.visits
+        objects = conform(shipped_table("dr", "Object"), self.objects).sort_values("objectId", ignore_index=True)
+        sources = self._sources.concat()
+        sources |= visit_columns(bands, visits, sources.pop("_rank"))
+        sources["detector"] = sources.pop("_detector").astype(np.int64)
         sources["objectId"] = self.object_id[self.object_row[sources.pop("_object")]]
         sources["parentSourceId"] = None
-        objects = conform(shipped_table("dr", "Object"), self.objects).sort_values("objectId", ignore_index=True)
+        source_frame = conform(shipped_table("dr", "Source"), sources)
+        del sources
+        forced = self._forced.concat()
+        forced |= visit_columns(bands, visits, forced.pop("_rank"))
+        forced["detector"] = forced.pop("_detector").astype(np.int64)
+        row = forced.pop("_row")
+        forced |= {"objectId": self.object_id[row], "ra": self.object_ra[row], "dec": self.object_dec[row]}
         return {
             "Object": objects,
-            "Source": conform(shipped_table("dr", "Source"), sources),
-            "ForcedSource": conform(shipped_table("dr", "ForcedSource"), concat_batches(self._forced)),
+            "Source": source_frame,
+            "ForcedSource": conform(shipped_table("dr", "ForcedSource"), forced),
         }

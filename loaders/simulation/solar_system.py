@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from dms_db.catalog_schema import CatalogTable
 from loaders.simulation.config import BANDS, SimulationConfig, Stream, random_stream
@@ -110,7 +111,7 @@ def measure_solar_system(
 
 def ss_object_frame(
     config: SimulationConfig, table: CatalogTable, ss: SolarSystem, detected: np.ndarray, mjd: np.ndarray
-):
+) -> pd.DataFrame:
     """The SSObject table: one row per asteroid, with the statistics of its DiaSources.
 
     Parameters
