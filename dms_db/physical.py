@@ -143,10 +143,10 @@ def ensure_chunk_partitions(
 ) -> list[int]:
     """Create missing chunk partitions (and overlap partitions) on one worker.
 
-    Commits every ``per_transaction`` chunks: each new partition locks its
-    parent and takes lock-table slots until commit, so thousands of them in
-    one transaction would exhaust the lock table.  ``conn`` must not be inside
-    a transaction.  Returns the chunks that were new.
+    Outside a transaction, commits every ``per_transaction`` chunks (each new
+    partition takes lock-table slots until commit); inside one, the groups are
+    savepoints and everything commits or rolls back with the caller.  Returns
+    the chunks that were new.
     """
     wanted = sorted({int(c) for c in chunk_ids})
     with conn.transaction():

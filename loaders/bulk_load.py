@@ -8,6 +8,9 @@ The steps for one load into one table:
 3. stream the inputs in batches: conform to the schema, check keys, compute
    chunks (children from the director index), place new chunks, create their
    partitions, COPY rows into the partitions of every replica;
+   new partitions are created inside the load's transaction, so a failed load
+   leaves none behind; the price is that readers of that table on that worker
+   wait until the load commits (only loads that open new chunks do this);
 4. if any input row was bad, roll everything back and report the problems;
    otherwise commit on every worker and the coordinator with two-phase commit,
    the ledger, director index and row counts included.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,7 +189,7 @@ def _run_load(
             offset = 0
             for raw in batches:
                 conformed = conform_batch(raw, target.table, source, offset, problems)
-                _check_keys(conformed, target, topology, source, offset, problems, state)
+                _check_keys(conformed, target, txn, topology, source, offset, problems, state)
                 _write_batch(conformed, target, txn, topology, load_id, source, offset, problems, state)
                 offset += raw.num_rows
                 if progress is not None:
@@ -201,6 +204,7 @@ def _run_load(
 def _check_keys(
     batch: pa.Table,
     target: LoadTarget,
+    txn: DistributedTransaction,
     topology: Topology,
     source: str,
     offset: int,
@@ -224,8 +228,8 @@ def _check_keys(
         earlier |= _member(values, seen)
     problems.add_rows(source, dup_in_batch | earlier, offset, key[0], column, "duplicate key within this load")
     state.seen_keys.append(unique)
-    existing = np.sort(_existing_keys(target, topology, key[0], unique))
-    problems.add_rows(source, _member(values, existing), offset, key[0], column, "already in the catalog")
+    existing = np.sort(_existing_keys(target, txn, topology, key[0], unique))
+    problems.add_rows(source, _member(values, existing) & ~earlier, offset, key[0], column, "already in the catalog")
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -236,12 +240,14 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[slot] == values
 
 
-def _existing_keys(target: LoadTarget, topology: Topology, key: str, values: np.ndarray) -> np.ndarray:
-    """Keys already committed in the catalog.
+def _existing_keys(
+    target: LoadTarget, txn: DistributedTransaction, topology: Topology, key: str, values: np.ndarray
+) -> np.ndarray:
+    """Keys already in the catalog (or written by earlier batches of this load).
 
-    Asked on short connections of their own, outside the load's transactions:
-    a read of a parent table inside the load would hold a lock on it that
-    blocks the creation of new partitions until the load commits.
+    Workers are asked inside the load's own transactions: the load may hold
+    an exclusive lock on the table there (new partitions), which would block
+    any other connection.  The director index is read outside it.
     """
     ids = [int(v) for v in values]
     if target.table.kind is TableKind.DIRECTOR:
@@ -258,8 +264,7 @@ def _existing_keys(target: LoadTarget, topology: Topology, key: str, values: np.
     workers = topology.workers[:1] if target.table.kind is TableKind.REPLICATED else topology.workers
     found: list[int] = []
     for worker in workers:
-        with psycopg.connect(worker.dsn, autocommit=True) as conn:
-            found += [r[0] for r in conn.execute(query, (ids,))]
+        found += [r[0] for r in txn.on(worker.name).execute(query, (ids,))]
     return np.array(found, dtype=np.int64)
 
 
@@ -321,8 +326,8 @@ def _copy_partitioned(
         for node in placement[chunk_id].nodes:
             by_worker[node].append(chunk_id)
     for node, chunks in by_worker.items():
-        _ensure_partitions(topology, node, target, chunks)
         conn = txn.on(node)
+        ensure_chunk_partitions(conn, target.catalog.name, target.table, chunks)
         copy_chunks(conn, target.catalog.name, target.table.name, parts.rows, chunks, overlap=False)
         if parts.overlap is not None:
             copy_chunks(conn, target.catalog.name, target.table.name, parts.overlap, chunks, overlap=True)
@@ -337,17 +342,6 @@ def _place(topology: Topology, target: LoadTarget, chunks: list[int]) -> dict[in
     """Place chunks in a short transaction of its own, so concurrent loads are not serialised for long."""
     with psycopg.connect(topology.coordinator.dsn) as conn:
         return place_chunks(conn, target.chunk_order, chunks, target.replication)
-
-
-def _ensure_partitions(topology: Topology, node: str, target: LoadTarget, chunks: Iterable[int]) -> None:
-    """Create missing partitions in their own committed transaction.
-
-    Creating a partition locks its parent exclusively; doing it inside the
-    long load transaction would block every query on the table until commit.
-    An empty partition left by a failed load is harmless.
-    """
-    with psycopg.connect(topology.worker(node).dsn) as conn:
-        ensure_chunk_partitions(conn, target.catalog.name, target.table, chunks)
 
 
 def _finish_coordinator(conn: psycopg.Connection, target: LoadTarget, load_id: int, state: _LoadState) -> None:

@@ -145,12 +145,20 @@ def _convert(
         return pa.nulls(len(values), type=target)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         return _parse_strings(values, target, column, source, row_offset, problems)
+    if pa.types.is_timestamp(values.type) and pa.types.is_timestamp(target):
+        # Sub-microsecond precision is dropped: PostgreSQL stores microseconds.
+        micro = pc.cast(values, pa.timestamp("us", tz=values.type.tz), safe=False)
+        return pc.cast(micro if values.type.tz else pc.assume_timezone(micro, "UTC"), target)
     try:
         return pc.cast(values, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     # Find the rows that do not fit, then null them so validation can go on.
-    as_float = pc.cast(values, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    try:
+        as_float = pc.cast(values, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        problems.add_rows(source, np.ones(len(values), bool), row_offset, column, values, f"cannot be read as {target}")
+        return pa.nulls(len(values), type=target)
     if pa.types.is_integer(target):
         bad = _not_integral(as_float, target)
         problems.add_rows(source, bad, row_offset, column, values, f"does not fit {target}")
