@@ -21,11 +21,13 @@ import hashlib
 from collections.abc import Iterable
 
 import psycopg
+from felis.datamodel import Column as FelisColumn
 from felis.metadata import get_datatype_with_variants
 from psycopg import sql
-from sqlalchemy import BigInteger, Column, Index, MetaData, PrimaryKeyConstraint, Table, func
+from sqlalchemy import REAL, BigInteger, Column, Index, MetaData, PrimaryKeyConstraint, Table, func
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
+from sqlalchemy.types import TypeEngine
 
 from dms_db.catalog_schema import CatalogSchema, CatalogTable, TableKind
 
@@ -69,12 +71,21 @@ def position_expression(table: Table, ra_column: str, dec_column: str):
     return func.spoint(func.radians(table.c[ra_column]), func.radians(table.c[dec_column]))
 
 
+def column_type(column: FelisColumn) -> TypeEngine:
+    """The PostgreSQL type of a Felis column.
+
+    Felis' ``float`` is 32-bit, but its SQLAlchemy type compiles to ``FLOAT``,
+    which PostgreSQL reads as ``double precision``; dms-db stores it as ``real``
+    so that measurements take the space the schema intends.
+    """
+    if column.datatype.value == "float":
+        return REAL()
+    return get_datatype_with_variants(column)
+
+
 def worker_table(catalog: CatalogSchema, ctable: CatalogTable, metadata: MetaData, overlap: bool = False) -> Table:
     """SQLAlchemy definition of a catalog table as stored on a worker."""
-    columns = [
-        Column(col.name, get_datatype_with_variants(col), nullable=col.nullable is not False)
-        for col in ctable.felis.columns
-    ]
+    columns = [Column(col.name, column_type(col), nullable=col.nullable is not False) for col in ctable.felis.columns]
     kwargs: dict[str, object] = {}
     if ctable.is_partitioned:
         columns += [

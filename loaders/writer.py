@@ -1,8 +1,9 @@
-"""Write partitioned rows to the workers with COPY, one partition at a time.
+"""Write partitioned rows to the workers with binary COPY, one partition at a time.
 
 Rows of one chunk are sorted by HEALPix index and copied straight into that
 chunk's partition (not through the parent, which would route row by row), on
-every replica of the chunk.
+every replica of the chunk.  The COPY payload is encoded by numpy
+(:mod:`loaders.copy_binary`), so no Python code runs per row.
 """
 
 from __future__ import annotations
@@ -13,30 +14,41 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from psycopg import sql
 
 from dms_db.physical import CHUNK_COLUMN, HEALPIX_COLUMN, chunk_partition_name
+from loaders.copy_binary import CopyColumn, copy_binary_into
 
-_CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+
+def _pg_type(arrow_type: pa.DataType) -> str:
+    """The PostgreSQL type whose binary form an Arrow column is sent as.
+
+    The conformed batches carry exactly the Felis types, so the binary layout
+    matches the target column (text is also the wire form of char/varchar).
+    """
+    if pa.types.is_int64(arrow_type):
+        return "bigint"
+    if pa.types.is_int32(arrow_type):
+        return "integer"
+    if pa.types.is_int16(arrow_type) or pa.types.is_int8(arrow_type):
+        return "smallint"
+    if pa.types.is_float64(arrow_type):
+        return "double precision"
+    if pa.types.is_float32(arrow_type):
+        return "real"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz" if arrow_type.tz else "timestamp"
+    return "text"
 
 
 def copy_table(conn: psycopg.Connection, target: sql.Composable, table: pa.Table) -> int:
-    """COPY an Arrow table into ``target`` (columns by name); returns the row count.
-
-    CSV is produced by Arrow's C++ writer, so there is no Python work per row.
-    In CSV COPY an unquoted empty field is NULL and a quoted one an empty
-    string, which is how Arrow writes nulls and empty strings.
-    """
+    """COPY an Arrow table into ``target`` (columns by name); returns the row count."""
     if table.num_rows == 0:
         return 0
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, write_options=_CSV_OPTIONS)
-    columns = sql.SQL(", ").join(sql.Identifier(name) for name in table.column_names)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(memoryview(sink.getvalue()))
-    return table.num_rows
+    columns = [CopyColumn(field.name, _pg_type(field.type)) for field in table.schema]
+    return copy_binary_into(conn, target, columns, [table])
 
 
 def copy_chunks(
