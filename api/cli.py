@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +27,11 @@ EXIT_USER_ERROR = 1
 EXIT_NOT_READY = 3
 EXIT_INTERNAL = 4
 
-app = typer.Typer(help="dms-db: a sharded PostgreSQL catalog database for sky surveys.", no_args_is_help=True)
+app = typer.Typer(
+    help="dms-db: a sharded PostgreSQL catalog database for sky surveys.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 cluster_app = typer.Typer(help="Create, run and inspect the cluster.", no_args_is_help=True)
 schema_app = typer.Typer(help="Deploy and list catalog schemas (Felis YAML).", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
@@ -249,6 +254,48 @@ def load(
 
 
 @app.command()
+def simulate(
+    out: Annotated[Path | None, typer.Option(help="Write one Parquet file per table into this folder.")] = None,
+    load_into_cluster: Annotated[bool, typer.Option("--load", help="Load the survey into the cluster.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same survey.")] = 42,
+    ra: Annotated[float, typer.Option(help="RA of the area's centre, degrees.")] = 60.0,
+    dec: Annotated[float, typer.Option(help="Dec of the area's centre, degrees.")] = -30.0,
+    radius: Annotated[float, typer.Option(help="Radius of the area, degrees.")] = 1.5,
+    objects: Annotated[int, typer.Option(help="Number of true objects on the sky.")] = 20_000,
+    visits: Annotated[int, typer.Option(help="Number of visits.")] = 60,
+    days: Annotated[float, typer.Option(help="Time span of the survey, days.")] = 365.0,
+) -> None:
+    """Simulate a seeded survey (visits, DiaObjects/DiaSources, data release) to Parquet or into the cluster."""
+    from loaders.simulate import SimulationConfig, simulate_survey
+    from loaders.survey_load import load_survey
+
+    if out is None and not load_into_cluster:
+        raise typer.BadParameter("give --out DIR, --load, or both")
+    try:
+        settings = SimulationConfig(
+            seed=seed, ra_center=ra, dec_center=dec, radius_deg=radius, n_objects=objects, n_visits=visits, days=days
+        )
+        with console.status("simulating the survey..."):
+            survey = simulate_survey(settings)
+        for name, frame in survey.tables.items():
+            console.print(f"  {name:<22} {len(frame):>10,} rows")
+        if out is not None:
+            paths = survey.write_parquet(out)
+            console.print(f"wrote {len(paths)} Parquet files to {out}")
+        if load_into_cluster:
+            config = _config()
+            topology = cluster_service.resolve_topology(config)
+            load_survey(
+                topology,
+                survey,
+                replication=config.replication,
+                on_table=lambda r: console.print(f"loaded {r.target}: {r.rows:,} rows"),
+            )
+    except DmsError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def recover() -> None:
     """Finish or roll back transactions left by crashed loaders; close their ledger rows."""
     try:
@@ -265,8 +312,14 @@ def recover() -> None:
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: unexpected failures become one line and exit code 4, not a traceback."""
+    try:
+        app()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        errors.print(f"[bold red]database error:[/] {first}", highlight=False, soft_wrap=True)
+        errors.print("  hint: check 'dms-db cluster status'; if the schema is stale run 'alembic upgrade head'")
+        raise SystemExit(EXIT_INTERNAL) from None
 
 
 if __name__ == "__main__":

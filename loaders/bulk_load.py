@@ -22,7 +22,7 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ from loaders.conform import ProblemCollector, conform_batch
 from loaders.errors import LoadValidationError
 from loaders.partition import PartitionedBatch, partition_children, partition_directors
 from loaders.sources import DEFAULT_BATCH_ROWS, file_digest, frame_batches, open_source, read_batches, table_digest
-from loaders.writer import copy_chunks, copy_table, rows_per_chunk
+from loaders.writer import copy_chunks, copy_table, rows_per_chunk, stored_column_types
 from sharding.placement import ChunkReplicas, place_chunks
 
 ProgressCallback = Callable[[int], None]
@@ -58,6 +58,7 @@ class LoadTarget:
     chunk_order: int
     overlap_deg: float
     replication: int
+    stored_types: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,13 @@ def resolve_target(coordinator: psycopg.Connection, target: str, replication: in
         )
     catalog = load_catalog_schema(row[0], name=schema_name)
     return LoadTarget(catalog, catalog.table(table_name), int(row[1]), float(row[2]) / 3600.0, replication)
+
+
+def _with_stored_types(target: LoadTarget, topology: Topology) -> LoadTarget:
+    """The target with its columns' stored types, read from the first worker."""
+    with psycopg.connect(topology.workers[0].dsn) as conn:
+        types = stored_column_types(conn, target.catalog.name, target.table.name)
+    return replace(target, stored_types=types)
 
 
 @dataclass
@@ -125,7 +133,7 @@ def load_inputs(
     migration_support.ensure_schema_current(topology)
     coordinator = psycopg.connect(topology.coordinator.dsn)
     try:
-        target = resolve_target(coordinator, target_name, replication)
+        target = _with_stored_types(resolve_target(coordinator, target_name, replication), topology)
         name = f"{target.catalog.name}.{target.table.name}"
         digest, source_name = _inputs_identity(name, inputs)
         done = ledger.committed_load(coordinator, target.catalog.name, target.table.name, digest)
@@ -290,7 +298,7 @@ def _write_batch(
         if problems:
             return
         for conn in txn.workers.values():
-            copy_table(conn, sql.Identifier(target.catalog.name, table.name), batch)
+            copy_table(conn, sql.Identifier(target.catalog.name, table.name), batch, target.stored_types)
         state.rows += batch.num_rows
         return
     if table.kind is TableKind.DIRECTOR:
@@ -328,9 +336,10 @@ def _copy_partitioned(
     for node, chunks in by_worker.items():
         conn = txn.on(node)
         ensure_chunk_partitions(conn, target.catalog.name, target.table, chunks)
-        copy_chunks(conn, target.catalog.name, target.table.name, parts.rows, chunks, overlap=False)
+        name, types = target.table.name, target.stored_types
+        copy_chunks(conn, target.catalog.name, name, parts.rows, chunks, overlap=False, pg_types=types)
         if parts.overlap is not None:
-            copy_chunks(conn, target.catalog.name, target.table.name, parts.overlap, chunks, overlap=True)
+            copy_chunks(conn, target.catalog.name, name, parts.overlap, chunks, overlap=True, pg_types=types)
     fault_points.reach("load:copied-batch")
     for chunk_id, count in counts.items():
         state.counts[chunk_id] += count

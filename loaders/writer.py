@@ -43,16 +43,29 @@ def _pg_type(arrow_type: pa.DataType) -> str:
     return "text"
 
 
-def copy_table(conn: psycopg.Connection, target: sql.Composable, table: pa.Table) -> int:
-    """COPY an Arrow table into ``target`` (columns by name); returns the row count."""
+def copy_table(
+    conn: psycopg.Connection, target: sql.Composable, table: pa.Table, pg_types: dict[str, str] | None = None
+) -> int:
+    """COPY an Arrow table into ``target`` (columns by name); returns the row count.
+
+    ``pg_types`` gives the target's actual column types where known (binary
+    COPY must send exactly the stored type); other columns follow their Arrow type.
+    """
     if table.num_rows == 0:
         return 0
-    columns = [CopyColumn(field.name, _pg_type(field.type)) for field in table.schema]
+    known = pg_types or {}
+    columns = [CopyColumn(f.name, known.get(f.name) or _pg_type(f.type)) for f in table.schema]
     return copy_binary_into(conn, target, columns, [table])
 
 
 def copy_chunks(
-    conn: psycopg.Connection, schema_name: str, table_name: str, rows: pa.Table, chunks: Sequence[int], overlap: bool
+    conn: psycopg.Connection,
+    schema_name: str,
+    table_name: str,
+    rows: pa.Table,
+    chunks: Sequence[int],
+    overlap: bool,
+    pg_types: dict[str, str] | None = None,
 ) -> int:
     """COPY the rows of ``chunks`` into their partitions on one worker, sorted by HEALPix index."""
     if rows.num_rows == 0:
@@ -65,8 +78,19 @@ def copy_chunks(
             continue
         ordered = selected.take(pc.sort_indices(selected, sort_keys=[(HEALPIX_COLUMN, "ascending")]))
         partition = sql.Identifier(schema_name, chunk_partition_name(table_name, int(chunk_id), overlap))
-        written += copy_table(conn, partition, ordered)
+        written += copy_table(conn, partition, ordered, pg_types)
     return written
+
+
+def stored_column_types(conn: psycopg.Connection, schema_name: str, table_name: str) -> dict[str, str]:
+    """Column name -> PostgreSQL type (without modifiers) of a table as it is stored."""
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        (sql.Identifier(schema_name, table_name).as_string(conn),),
+    ).fetchall()
+    aliases = {"character": "char", "character varying": "varchar", "timestamp without time zone": "timestamp"}
+    return {name: aliases.get(kind, kind) for name, kind in rows}
 
 
 def rows_per_chunk(rows: pa.Table) -> dict[int, int]:
