@@ -86,6 +86,10 @@ def distributed_transaction(
     with ExitStack() as stack:
         coordinator = stack.enter_context(_connect(topology.coordinator))
         workers = {w.name: stack.enter_context(_connect(w)) for w in topology.workers}
+        for conn in (coordinator, *workers.values()):
+            # Open the transaction now: psycopg's conn.transaction() blocks used by callers
+            # (COPY, partition creation) then nest as savepoints instead of committing alone.
+            conn.execute("SELECT 1")
         txn = DistributedTransaction(gid, purpose, coordinator, workers)
         try:
             yield txn

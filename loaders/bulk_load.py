@@ -34,7 +34,7 @@ from psycopg import sql
 from dms_db import fault_points, migration_support
 from dms_db.catalog_schema import CatalogSchema, CatalogTable, TableKind, load_catalog_schema
 from dms_db.distributed_transaction import DistributedTransaction, distributed_transaction, new_gid
-from dms_db.errors import NotFoundError
+from dms_db.errors import NotFoundError, SchemaError
 from dms_db.physical import CHUNK_COLUMN, HEALPIX_COLUMN, LOAD_ID_COLUMN, ensure_chunk_partitions
 from dms_db.topology import Topology
 from loaders import ledger
@@ -89,7 +89,11 @@ def resolve_target(coordinator: psycopg.Connection, target: str, replication: in
             hint=f"deployed: {', '.join(known) or 'none'}; deploy with 'dms-db schema deploy'",
         )
     catalog = load_catalog_schema(row[0], name=schema_name)
-    return LoadTarget(catalog, catalog.table(table_name), int(row[1]), float(row[2]) / 3600.0, replication)
+    try:
+        table = catalog.table(table_name)
+    except SchemaError as exc:
+        raise NotFoundError(exc.message, hint=exc.hint) from None
+    return LoadTarget(catalog, table, int(row[1]), float(row[2]) / 3600.0, replication)
 
 
 def _with_stored_types(target: LoadTarget, topology: Topology) -> LoadTarget:

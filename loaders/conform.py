@@ -149,6 +149,16 @@ def _convert(
         # Sub-microsecond precision is dropped: PostgreSQL stores microseconds.
         micro = pc.cast(values, pa.timestamp("us", tz=values.type.tz), safe=False)
         return pc.cast(micro if values.type.tz else pc.assume_timezone(micro, "UTC"), target)
+    if pa.types.is_floating(target) and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        # Precision loss is what a float column means; overflow to infinity is not.
+        converted = pc.cast(values, target, safe=False)
+        before = pc.is_finite(pc.cast(values, pa.float64(), safe=False)).to_numpy(zero_copy_only=False)
+        after = pc.is_finite(converted).to_numpy(zero_copy_only=False)
+        overflow = (
+            np.asarray(before, bool) & ~np.asarray(after, bool) & ~values.is_null().to_numpy(zero_copy_only=False)
+        )
+        problems.add_rows(source, overflow, row_offset, column, values, f"is too large for {target}")
+        return converted
     try:
         return pc.cast(values, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

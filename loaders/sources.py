@@ -200,10 +200,12 @@ def _csv(source: InputSource, batch_rows: int, strings: frozenset[str] | None) -
     for batch in reader:
         pending.append(batch)
         rows += batch.num_rows
-        if rows >= batch_rows:
+        while rows >= batch_rows:
             seen_any = True
-            yield pa.Table.from_batches(pending)
-            pending, rows = [], 0
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, batch_rows)
+            rest = table.slice(batch_rows)
+            pending, rows = rest.to_batches(), rest.num_rows
     if pending and rows:
         seen_any = True
         yield pa.Table.from_batches(pending)
