@@ -230,6 +230,7 @@ def load(
     try:
         config = _config()
         topology = cluster_service.resolve_topology(config)
+        recover_cluster(topology)  # a crashed earlier load must not keep locks or ledger rows open
         with load_progress(console, files) as advance:
             report = load_inputs(
                 topology,
