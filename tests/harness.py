@@ -93,9 +93,7 @@ class TestServer:
         name = name or next(self._names)
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
-                )
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE_DB))
             )
         return self.dsn(name)
 
@@ -136,9 +134,7 @@ class DatabaseCluster:
 def build_database_cluster(server: TestServer, workers: int, replication: int = 1) -> DatabaseCluster:
     """Create, migrate and register a cluster of ``workers`` databases."""
     coordinator = NodeSpec("coordinator", NodeRole.COORDINATOR, server.create_database())
-    nodes = tuple(
-        NodeSpec(f"worker-{i}", NodeRole.WORKER, server.create_database()) for i in range(1, workers + 1)
-    )
+    nodes = tuple(NodeSpec(f"worker-{i}", NodeRole.WORKER, server.create_database()) for i in range(1, workers + 1))
     topology = Topology(coordinator, nodes)
     migration_support.upgrade(topology)
     register_nodes(topology)
