@@ -112,6 +112,7 @@ class _LoadState:
     counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     seen_keys: list[np.ndarray] = field(default_factory=list)
     director_rows: list[pa.Table] = field(default_factory=list)
+    check_existing: bool = True
 
 
 def load_inputs(
@@ -194,7 +195,7 @@ def _run_load(
     progress: ProgressCallback | None,
 ) -> _LoadState:
     problems = ProblemCollector()
-    state = _LoadState()
+    state = _LoadState(check_existing=_table_has_rows(topology, target))
     with distributed_transaction(topology, "load", gid=gid) as txn:
         for item in inputs:
             source, batches = _batches(item, batch_rows, column_map)
@@ -240,8 +241,28 @@ def _check_keys(
         earlier |= _member(values, seen)
     problems.add_rows(source, dup_in_batch | earlier, offset, key[0], column, "duplicate key within this load")
     state.seen_keys.append(unique)
+    if not state.check_existing:
+        return
     existing = np.sort(_existing_keys(target, txn, topology, key[0], unique))
     problems.add_rows(source, _member(values, existing) & ~earlier, offset, key[0], column, "already in the catalog")
+
+
+def _table_has_rows(topology: Topology, target: LoadTarget) -> bool:
+    """Whether earlier loads left rows a new key could collide with.
+
+    Asking every worker about every key is the costliest step of a big load,
+    and pointless for a table that is still empty (the common first load of a
+    data release).  Replicated tables are small and always checked.
+    """
+    if target.table.kind is TableKind.REPLICATED:
+        return True
+    with psycopg.connect(topology.coordinator.dsn) as conn:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM dms.chunk_row_count WHERE schema_name = %s AND table_name = %s "
+            "AND row_count > 0)",
+            (target.catalog.name, target.table.name),
+        ).fetchone()
+    return bool(row[0])
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
