@@ -6,20 +6,11 @@ from collections.abc import Callable
 
 from dms_db.topology import Topology
 from loaders.bulk_load import LoadReport, load_inputs
-from loaders.simulate import SimulatedSurvey
+from loaders.simulate import TABLE_NAMES, SimulatedSurvey
 
-# A child needs its director's rows in the director index; replicated tables can go anywhere.
-LOAD_ORDER = (
-    "apdb.DiaObject",
-    "apdb.DiaSource",
-    "apdb.DiaForcedSource",
-    "apdb.SSObject",
-    "dr.Visit",
-    "dr.CcdVisit",
-    "dr.Object",
-    "dr.Source",
-    "dr.ForcedSource",
-)
+# A child needs its director's rows in the director index; the simulator lists
+# its tables in that order already (directors first, replicated tables anywhere).
+LOAD_ORDER = TABLE_NAMES
 
 
 def load_survey(

@@ -20,7 +20,7 @@ from dms_db.physical import CHUNK_COLUMN, HEALPIX_COLUMN, chunk_partition_name
 from loaders.copy_binary import CopyColumn, copy_binary_into
 
 
-def _pg_type(arrow_type: pa.DataType) -> str:
+def copy_type_of(arrow_type: pa.DataType) -> str:
     """The PostgreSQL type whose binary form an Arrow column is sent as.
 
     The conformed batches carry exactly the Felis types, so the binary layout
@@ -54,7 +54,7 @@ def copy_table(
     if table.num_rows == 0:
         return 0
     known = pg_types or {}
-    columns = [CopyColumn(f.name, known.get(f.name) or _pg_type(f.type)) for f in table.schema]
+    columns = [CopyColumn(f.name, known.get(f.name) or copy_type_of(f.type)) for f in table.schema]
     return copy_binary_into(conn, target, columns, [table])
 
 

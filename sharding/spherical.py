@@ -30,10 +30,12 @@ def unit_vectors(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> np.ndarray:
 
 
 def radec_of(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RA in [0, 360) and Dec of (not necessarily normalised) vectors, in degrees."""
+    """RA in [0, 360) and Dec in [-90, 90] of (not necessarily normalised) vectors, in degrees."""
     x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
     ra = np.mod(np.degrees(np.arctan2(y, x)), 360.0)
-    return ra, np.degrees(np.arctan2(z, np.hypot(x, y)))
+    ra = np.where(ra >= 360.0, 0.0, ra)  # mod of a tiny negative angle rounds up to 360.0
+    dec = np.clip(np.degrees(np.arctan2(z, np.hypot(x, y))), -90.0, 90.0)
+    return ra, dec
 
 
 def angle_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:

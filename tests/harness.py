@@ -12,11 +12,9 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,28 +24,12 @@ from psycopg import sql
 from dms_db import migration_support
 from dms_db.cluster import register_nodes
 from dms_db.config import DmsConfig, LocalClusterConfig
+from dms_db.ports import free_port_block
 from dms_db.postgres_server import PostgresServer, ServerSettings
 from dms_db.service_account import resolve_service_account
 from dms_db.topology import NodeRole, NodeSpec, Topology
 
 TEMPLATE_DB = "dms_test_template"
-
-
-def free_port_block(count: int, start: int = 26000, stop: int = 60000) -> int:
-    """First port p such that p..p+count-1 are all free on 127.0.0.1."""
-    for base in range(start + (os.getpid() % 500) * 16, stop, count + 1):
-        if all(_port_is_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports for test servers")
-
-
-def _port_is_free(port: int) -> bool:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def make_scratch_dir(prefix: str) -> Path:

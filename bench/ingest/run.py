@@ -30,13 +30,12 @@ import os
 import pstats
 import resource
 import shutil
-import socket
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import closing, suppress
+from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -162,23 +161,6 @@ def code_version() -> dict:
     }
 
 
-def free_port_block(count: int, start: int = 27000, stop: int = 60000) -> int:
-    """First port p such that p..p+count-1 are free on 127.0.0.1 (as tests/harness.py does)."""
-
-    def free(port: int) -> bool:
-        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-            return True
-
-    for base in range(start + (os.getpid() % 500) * 16, stop, count + 1):
-        if all(free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
 # ---------------------------------------------------------------- data
 
 
@@ -298,7 +280,7 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False) ->
     from dms_db.catalog_schema import load_catalog_schema, shipped_schema_path
     from loaders.conform import ProblemCollector, conform_batch
     from loaders.copy_binary import COPY_HEADER, COPY_TRAILER, CopyColumn, encode_copy_binary
-    from loaders.writer import _pg_type
+    from loaders.writer import copy_type_of
 
     table_schema = load_catalog_schema(shipped_schema_path("apdb")).table("DiaSource")
     problems = ProblemCollector()
@@ -307,7 +289,7 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False) ->
     del raw
     if problems:
         raise RuntimeError(f"baseline rows do not conform: {problems.problems[:3]}")
-    columns = [CopyColumn(f.name, _pg_type(f.type)) for f in conformed.schema]
+    columns = [CopyColumn(f.name, copy_type_of(f.type)) for f in conformed.schema]
     start = time.perf_counter()
     # Batches of 10^5 rows encode fastest (see encode_copy_binary); one COPY stream of all of them.
     pieces = [
@@ -406,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     from dms_db.cluster import bring_up
     from dms_db.config import DmsConfig, LocalClusterConfig
     from dms_db.local_cluster import LocalCluster
+    from dms_db.ports import free_port_block
     from loaders.bulk_load import load_inputs
 
     wall = time.monotonic()

@@ -13,8 +13,9 @@ import numpy as np
 from dms_db.errors import InternalError
 from loaders.simulation.focal_plane import EDGE_PIXELS
 from loaders.simulation.measure import Photometry
-from loaders.simulation.sky import radec_of, scatter
+from loaders.simulation.sky import scatter
 from loaders.simulation.visits import Visits, mjd_to_utc
+from sharding.spherical import radec_of
 
 ASTROMETRIC_FLOOR_ARCSEC = 0.01
 """Systematic astrometric error that no signal-to-noise beats."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from loaders.simulation.config import SimulationConfig
-from loaders.simulation.sky import DEG, dot, local_frame, radec_of
+from loaders.simulation.sky import dot, local_frame
+from sharding.spherical import DEG, radec_of
 
 EDGE_PIXELS = 16
 """Sources closer than this to a detector edge get ``pixelFlags_edge``."""

@@ -25,10 +25,11 @@ from loaders.simulation.detections import (
 from loaders.simulation.focal_plane import FocalPlane
 from loaders.simulation.frames import compact, conform, masked, shipped_table
 from loaders.simulation.measure import Photometry, photometry, subset, template_sigma
-from loaders.simulation.sky import group_mean_positions, unit_vectors
+from loaders.simulation.sky import group_mean_positions
 from loaders.simulation.solar_system import SolarSystem, ss_object_frame
 from loaders.simulation.truth import ObjectKind, TrueSky
 from loaders.simulation.visits import Visits
+from sharding.spherical import unit_vectors
 
 
 class PromptCatalog:

@@ -18,9 +18,10 @@ from loaders.simulation.config import ALL_BANDS, SimulationConfig, Stream, rando
 from loaders.simulation.detections import BatchBuffer, astrometry, packed_ids, pixel_flags, visit_columns
 from loaders.simulation.frames import compact, conform, masked, shipped_table
 from loaders.simulation.measure import Photometry, subset
-from loaders.simulation.sky import ARCSEC, DEG, gnomonic_deg, radec_of, scatter
+from loaders.simulation.sky import ARCSEC, gnomonic_deg, scatter
 from loaders.simulation.truth import ObjectKind, TrueSky
 from loaders.simulation.visits import MEDIAN_SEEING_ARCSEC, Visits
+from sharding.spherical import DEG, radec_of
 
 TRACT_NSIDE = 32
 PATCH_NSIDE = 256

@@ -9,25 +9,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-DEG = np.pi / 180.0
+from sharding.spherical import DEG, radec_of, unit_vectors
+
 ARCSEC = DEG / 3600.0
-
-
-def unit_vectors(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> np.ndarray:
-    """Unit vectors with shape ``(..., 3)`` of positions in degrees."""
-    ra = np.asarray(ra_deg, dtype=np.float64) * DEG
-    dec = np.asarray(dec_deg, dtype=np.float64) * DEG
-    cos_dec = np.cos(dec)
-    return np.stack(np.broadcast_arrays(cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)), axis=-1)
-
-
-def radec_of(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RA in [0, 360) and Dec in [-90, 90] of (not necessarily normalised) vectors, in degrees."""
-    x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
-    ra = np.mod(np.degrees(np.arctan2(y, x)), 360.0)
-    ra = np.where(ra >= 360.0, 0.0, ra)  # mod of a tiny negative angle rounds up to 360.0
-    dec = np.clip(np.degrees(np.arctan2(z, np.hypot(x, y))), -90.0, 90.0)
-    return ra, dec
 
 
 def local_frame(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

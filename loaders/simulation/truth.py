@@ -13,7 +13,8 @@ from enum import IntEnum
 import numpy as np
 
 from loaders.simulation.config import AB_NJY_ZERO_POINT, BANDS, SimulationConfig, Stream, random_stream
-from loaders.simulation.sky import radec_of, sample_cap
+from loaders.simulation.sky import sample_cap
+from sharding.spherical import radec_of
 
 LN10_04 = 0.4 * np.log(10.0)
 """``10**(-0.4 m) == exp(-LN10_04 * m)``."""

@@ -16,7 +16,8 @@ import pandas as pd
 from dms_db.errors import ConfigError
 from loaders.simulation.config import AB_NJY_ZERO_POINT, BANDS, SimulationConfig, Stream, random_stream
 from loaders.simulation.focal_plane import FocalPlane
-from loaders.simulation.sky import DEG, radec_of, sample_cap, unit_vectors
+from loaders.simulation.sky import sample_cap
+from sharding.spherical import DEG, radec_of, unit_vectors
 
 SIDEREAL_DEG_PER_DAY = 360.98564736629
 HALF_NIGHT_DAYS = 5.0 / 24.0

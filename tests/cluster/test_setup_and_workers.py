@@ -16,10 +16,11 @@ from dms_db import migration_support
 from dms_db.config import DmsConfig
 from dms_db.errors import AlreadyExistsError, SetupError
 from dms_db.local_cluster import LocalCluster
+from dms_db.ports import free_port_block
 from dms_db.postgres_server import PostgresServer, ServerSettings, check_pgsphere_installed, find_server_binaries
 from dms_db.service_account import resolve_service_account
 from sharding.placement import place_chunks
-from tests.harness import DatabaseCluster, TestServer, free_port_block, local_cluster_config
+from tests.harness import DatabaseCluster, TestServer, local_cluster_config
 
 
 def test_missing_server_binaries_name_the_package(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateSchema, CreateTable
 
 from dms_db.catalog_schema import CatalogSchema, CatalogTable, TableKind
+from sharding.placement import read_placement
 from tests.harness import DatabaseCluster
 
 
@@ -81,21 +82,24 @@ def read_reference(dsn: str, schema_name: str, table: CatalogTable) -> pd.DataFr
     return _normalised(frame, table)
 
 
+def primary_chunks(cluster: DatabaseCluster, schema_name: str) -> dict[str, list[int]]:
+    """Worker name -> the chunks of a catalog whose first replica it holds."""
+    with psycopg.connect(cluster.coordinator_dsn) as conn:
+        order = conn.execute("SELECT chunk_order FROM dms.catalog WHERE schema_name = %s", (schema_name,)).fetchone()[0]
+        placement = read_placement(conn, order)
+    primaries: dict[str, list[int]] = {}
+    for chunk_id, replicas in placement.items():
+        primaries.setdefault(replicas.nodes[0], []).append(chunk_id)
+    return primaries
+
+
 def read_cluster(cluster: DatabaseCluster, schema_name: str, table: CatalogTable) -> pd.DataFrame:
     """All rows of a sharded table, each chunk read from its first replica, in key order.
 
     Replicated tables must be identical on every worker; that is asserted here.
     """
     frames = []
-    with psycopg.connect(cluster.coordinator_dsn) as conn:
-        order = conn.execute("SELECT chunk_order FROM dms.catalog WHERE schema_name = %s", (schema_name,)).fetchone()[0]
-        primaries: dict[str, list[int]] = {}
-        for chunk_id, node in conn.execute(
-            "SELECT p.chunk_id, n.name FROM dms.chunk_placement p JOIN dms.node n USING (node_id) "
-            "WHERE p.chunk_order = %s AND p.replica = 0",
-            (order,),
-        ):
-            primaries.setdefault(node, []).append(chunk_id)
+    primaries = primary_chunks(cluster, schema_name)
     copies = []
     for worker in cluster.topology.workers:
         with psycopg.connect(worker.dsn) as conn:

@@ -13,6 +13,7 @@ from dms_db.catalog_schema import load_catalog_schema, shipped_schema_path
 from dms_db.catalog_service import deploy_schema_file
 from loaders.bulk_load import load_inputs
 from loaders.simulate import SimulationConfig, simulate_survey
+from loaders.survey_load import LOAD_ORDER
 from tests.harness import DatabaseCluster, TestServer
 from tests.loaders.reference import (
     count_everywhere,
@@ -21,19 +22,6 @@ from tests.loaders.reference import (
     read_cluster,
     read_reference,
 )
-
-# Directors before their children; replicated tables anywhere.
-LOAD_ORDER = [
-    "apdb.DiaObject",
-    "apdb.DiaSource",
-    "apdb.DiaForcedSource",
-    "apdb.SSObject",
-    "dr.Visit",
-    "dr.CcdVisit",
-    "dr.Object",
-    "dr.Source",
-    "dr.ForcedSource",
-]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from psycopg import sql
 from dms_db.catalog_service import deploy_schema_file
 from loaders.bulk_load import load_inputs
 from tests.harness import DatabaseCluster
-from tests.loaders.reference import count_everywhere
+from tests.loaders.reference import count_everywhere, primary_chunks
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HIPPARCOS = DATA / "hipparcos2_hip2.csv.gz"
@@ -49,15 +49,7 @@ def hipparcos() -> pd.DataFrame:
 
 def primary_rows(cluster: DatabaseCluster, schema_name: str, table_name: str, columns: list[str]) -> pd.DataFrame:
     """Rows of a sharded table, each chunk read once (from its replica 0), with the worker it came from."""
-    with psycopg.connect(cluster.coordinator_dsn) as conn:
-        order = conn.execute("SELECT chunk_order FROM dms.catalog WHERE schema_name = %s", (schema_name,)).fetchone()[0]
-        primaries: dict[str, list[int]] = {}
-        for chunk_id, node in conn.execute(
-            "SELECT p.chunk_id, n.name FROM dms.chunk_placement p JOIN dms.node n USING (node_id) "
-            "WHERE p.chunk_order = %s AND p.replica = 0",
-            (order,),
-        ):
-            primaries.setdefault(node, []).append(chunk_id)
+    primaries = primary_chunks(cluster, schema_name)
     query = sql.SQL("SELECT {} FROM {} WHERE chunk_id = ANY(%s)").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.Identifier(schema_name, table_name)
     )
