@@ -7,6 +7,7 @@ configuration), 2 usage error, 3 the machine or the cluster is not ready
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from dms_db import cluster as cluster_service
 from dms_db import migration_support
-from dms_db.catalog_service import deploy_schema_file, list_catalogs
+from dms_db.catalog_service import deploy_schema_file, deploy_shipped_schemas, list_catalogs
 from dms_db.config import DmsConfig, load_config
 from dms_db.errors import ClusterError, DmsError, SetupError, UserError
 from dms_db.local_cluster import LocalCluster
@@ -87,16 +88,13 @@ def up(
 ) -> None:
     """Bring up the embedded default: local cluster, shipped schemas deployed, status printed."""
     try:
-        overrides = {}
+        config = _config()
         if workers is not None:
-            base = _config()
-            overrides["local"] = base.local.model_copy(update={"workers": workers})
-        config = load_config(_state["config_file"], **overrides)
+            config = load_config(_state["config_file"], local=config.local.model_copy(update={"workers": workers}))
         with console.status("starting the cluster and migrating every node..."):
             topology = cluster_service.bring_up(config)
             recover_cluster(topology)
-        for name in ("apdb", "dr"):
-            report = deploy_schema_file(config, name)
+        for report in deploy_shipped_schemas(config):
             verb = "deployed" if report.created else "already deployed"
             console.print(f"schema [bold]{report.schema_name}[/] {verb} ({len(report.tables)} tables)")
         healthy = _print_status(config)
@@ -223,7 +221,10 @@ def load(
     ] = None,
     batch_rows: Annotated[int, typer.Option(help="Rows per batch (memory use grows with it).")] = 200_000,
 ) -> None:
-    """Load files into one table: validated, partitioned, all or nothing, and only once."""
+    """Load files into one table: validated, partitioned, all or nothing, and only once.
+
+    Transactions left by a crashed earlier load are recovered first.
+    """
     from loaders.bulk_load import load_inputs
     from loaders.progress import load_progress
 
@@ -320,6 +321,12 @@ def main() -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         errors.print(f"[bold red]database error:[/] {first}", highlight=False, soft_wrap=True)
         errors.print("  hint: check 'dms-db cluster status'; if the schema is stale run 'alembic upgrade head'")
+        raise SystemExit(EXIT_INTERNAL) from None
+    except Exception as exc:  # a bug: one line for the user, the traceback only on request
+        if os.environ.get("DMS_DEBUG"):
+            raise
+        errors.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        errors.print("  hint: this is a bug in dms-db; run again with DMS_DEBUG=1 to see where, and report it")
         raise SystemExit(EXIT_INTERNAL) from None
 
 

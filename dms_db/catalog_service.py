@@ -7,11 +7,11 @@ from pathlib import Path
 
 import psycopg
 
-from dms_db.catalog_schema import load_catalog_schema, shipped_schema_path
+from dms_db.catalog_schema import load_catalog_schema, shipped_schema_names, shipped_schema_path
 from dms_db.cluster import resolve_topology
 from dms_db.config import DmsConfig
 from dms_db.deploy import DeployReport, deploy_catalog
-from dms_db.errors import NotFoundError
+from dms_db.errors import NotFoundError, SchemaError
 
 
 def deploy_schema_file(
@@ -22,7 +22,7 @@ def deploy_schema_file(
     if not path.exists():
         try:
             path = shipped_schema_path(source)
-        except Exception:
+        except SchemaError:
             raise NotFoundError(
                 f"schema file {source} does not exist", hint="give a Felis YAML path, or 'apdb' or 'dr'"
             ) from None
@@ -30,6 +30,11 @@ def deploy_schema_file(
     topology = resolve_topology(config)
     order = config.chunk_order if chunk_order is None else chunk_order
     return deploy_catalog(topology, catalog, order, config.overlap_arcsec)
+
+
+def deploy_shipped_schemas(config: DmsConfig) -> list[DeployReport]:
+    """Deploy (or confirm) the shipped ``apdb`` and ``dr`` schemas: the embedded default's catalogs."""
+    return [deploy_schema_file(config, name) for name in shipped_schema_names()]
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,14 @@ def test_stop_then_start(local_cluster: LocalCluster) -> None:
     assert all(s.state is ServerState.STOPPED for s in local_cluster.status())
     assert len(local_cluster.start()) == len(stopped)
     assert all(s.state is ServerState.RUNNING for s in local_cluster.status())
+
+
+def test_up_brings_up_the_embedded_default_twice_without_harm(local_cluster: LocalCluster) -> None:
+    env = _cli_env(local_cluster)
+    first = CliRunner().invoke(app, ["up"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "schema apdb" in first.output and "schema dr" in first.output
+    again = CliRunner().invoke(app, ["up"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "apdb already deployed" in again.output.replace("[bold]", "").replace("[/]", "")
+    assert "Traceback" not in first.output + again.output

@@ -1,0 +1,80 @@
+"""The dms-db command line against a real cluster: each command's success path, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from api import cli
+from api.cli import app
+from tests.harness import DatabaseCluster
+
+
+def _env(cluster: DatabaseCluster) -> dict[str, str]:
+    return {
+        "DMS_COORDINATOR_DSN": cluster.coordinator_dsn,
+        "DMS_WORKER_DSNS": json.dumps([w.dsn for w in cluster.topology.workers]),
+        "DMS_CHUNK_ORDER": "6",
+    }
+
+
+def test_deploy_list_migrate_simulate_load_recover(
+    make_cluster: Callable[..., DatabaseCluster], tmp_path: Path
+) -> None:
+    cluster = make_cluster(2)
+    runner = CliRunner()
+    env = _env(cluster)
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    assert "deployed on 2 workers" in run("schema", "deploy", "dr")
+    assert "already deployed, unchanged" in run("schema", "deploy", "dr")
+    listing = run("schema", "list")
+    assert "dr" in listing and "5" in listing
+    assert "3 nodes at" in run("migrate")
+
+    out = tmp_path / "sim"
+    run("simulate", "--out", str(out), "--objects", "600", "--visits", "6", "--seed", "5")
+    objects = out / "dr.Object.parquet"
+    assert objects.is_file() and (out / "apdb.DiaSource.parquet").is_file()
+
+    first = run("load", "dr.Object", str(objects))
+    assert "loaded" in first and "rows into" in first
+    assert "already loaded" in run("load", "dr.Object", str(objects))
+    assert "closed 0 abandoned loads" in run("recover")
+
+    bad = runner.invoke(app, ["load", "dr.Nope", str(objects)], env=env)
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert "Object" in bad.output  # the close names are suggested
+
+
+def test_simulate_needs_a_destination() -> None:
+    result = CliRunner().invoke(app, ["simulate"])
+    assert result.exit_code == 2
+    assert "--out" in result.output
+
+
+def test_an_unexpected_failure_is_one_line_and_exit_code_4(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(_config: object) -> list[object]:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(cli, "list_catalogs", broken)
+    monkeypatch.setattr(sys, "argv", ["dms-db", "schema", "list"])
+    monkeypatch.delenv("DMS_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == cli.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "internal error" in err and "simulated bug" in err and "DMS_DEBUG=1" in err
+    assert "Traceback" not in err
