@@ -8,6 +8,7 @@ configuration), 2 usage error, 3 the machine or the cluster is not ready
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -293,6 +294,44 @@ def simulate(
                 replication=config.replication,
                 on_table=lambda r: console.print(f"loaded {r.target}: {r.rows:,} rows"),
             )
+    except DmsError as exc:
+        raise _fail(exc) from None
+
+
+_SHOWN_ROWS = 1000
+
+
+@app.command()
+def query(
+    adql: Annotated[str, typer.Argument(help="The ADQL query; '-' reads it from standard input.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write the result to this file instead (.csv or .parquet, by suffix).")
+    ] = None,
+    max_rows: Annotated[int | None, typer.Option(help="Return at most this many rows.", min=0)] = None,
+) -> None:
+    """Run an ADQL query on the cluster and print the rows as a table, or write them to a file."""
+    from api.result_files import write_result_file
+    from sharding.coordinator import QueryEngine
+
+    text = sys.stdin.read() if adql == "-" else adql
+    try:
+        topology = cluster_service.resolve_topology(_config())
+        with QueryEngine(topology) as engine, engine.query(text, max_rows=max_rows) as result:
+            if out is not None:
+                written = write_result_file(out, result.columns, result)
+                errors.print(f"{written} rows written to {out}")
+                return
+            table = Table(*(column.name for column in result.columns), show_lines=False)
+            shown = 0
+            for row in result:
+                if shown == _SHOWN_ROWS:
+                    shown += sum(1 for _ in result)
+                    break
+                table.add_row(*("" if value is None else str(value) for value in row))
+                shown += 1
+            console.print(table)
+            more = f" (the first {_SHOWN_ROWS} shown; use --out to keep them all)" if shown > _SHOWN_ROWS else ""
+            errors.print(f"{shown} rows{more}")
     except DmsError as exc:
         raise _fail(exc) from None
 

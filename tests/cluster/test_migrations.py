@@ -115,7 +115,7 @@ def test_follow_up_revision_alters_partitioned_tables_and_their_partitions(
 
     assert partition_has_load_id()
     previous = migration_support.head_revision()
-    migration_support.downgrade(deployed, "-1")
+    migration_support.downgrade(deployed, "0001")  # below 0002, which added the column
     assert not partition_has_load_id()
     with pytest.raises(StaleSchemaError, match="alembic upgrade head"):
         deploy_schema_file(local_cluster.config, "apdb", name="apdb_again")

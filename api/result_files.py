@@ -1,0 +1,108 @@
+"""Query results as Arrow batches, written to CSV or Parquet a batch at a time.
+
+Rows arrive from the engine as Python tuples; they are grouped into Arrow
+record batches whose schema comes from the result's column metadata (not
+inferred from the values, so an all-NULL batch keeps its type), and written
+with pyarrow's CSV and Parquet writers.  Memory holds one batch, whatever the
+result size.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from adql import ResultColumn
+from dms_db.errors import UserError
+
+__all__ = ["FILE_FORMATS", "arrow_schema", "record_batches", "write_result_file"]
+
+FILE_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+
+_SCALARS: dict[str, pa.DataType] = {
+    "boolean": pa.bool_(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "unsignedByte": pa.uint8(),
+}
+
+
+def arrow_type(column: ResultColumn) -> pa.DataType:
+    """The Arrow type of a result column (arrays for geometry, text for characters)."""
+    if column.xtype == "timestamp":
+        return pa.timestamp("us")
+    scalar = _SCALARS.get(column.datatype)
+    if scalar is None:
+        return pa.string()
+    if column.arraysize and column.datatype not in ("char", "unicodeChar"):
+        return pa.list_(scalar)
+    return scalar
+
+
+def arrow_schema(columns: Iterable[ResultColumn]) -> pa.Schema:
+    """The Arrow schema of a result, with units, UCDs and descriptions as field metadata."""
+    fields = []
+    for column in columns:
+        metadata = {
+            k: v for k, v in (("unit", column.unit), ("ucd", column.ucd), ("description", column.description)) if v
+        }
+        fields.append(pa.field(column.name, arrow_type(column), metadata=metadata or None))
+    return pa.schema(fields)
+
+
+def _column_array(values: list[Any], data_type: pa.DataType) -> pa.Array:
+    if pa.types.is_string(data_type):
+        values = [None if v is None else str(v) for v in values]
+    elif pa.types.is_timestamp(data_type):
+        values = [None if v is None else v.replace(tzinfo=None) if hasattr(v, "replace") else v for v in values]
+    return pa.array(values, type=data_type)
+
+
+def record_batches(
+    columns: tuple[ResultColumn, ...], rows: Iterable[tuple[Any, ...]], batch_rows: int = 50_000
+) -> Iterator[pa.RecordBatch]:
+    """Group rows into record batches of the result's schema."""
+    schema = arrow_schema(columns)
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, batch_rows)):
+        arrays = [_column_array([row[i] for row in chunk], field.type) for i, field in enumerate(schema)]
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def write_result_file(path: Path, columns: tuple[ResultColumn, ...], rows: Iterable[tuple[Any, ...]]) -> int:
+    """Write a result to ``path`` (format from its suffix); returns the number of rows."""
+    file_format = FILE_FORMATS.get(path.suffix.lower())
+    if file_format is None:
+        raise UserError(
+            f"cannot tell the output format of {path.name!r} from its suffix",
+            hint=f"name the file with one of {', '.join(sorted(FILE_FORMATS))}",
+        )
+    schema = arrow_schema(columns)
+    written = 0
+    if file_format == "parquet":
+        with pq.ParquetWriter(path, schema) as writer:
+            for batch in record_batches(columns, rows):
+                writer.write_batch(batch)
+                written += batch.num_rows
+    else:
+        csv_schema = pa.schema([f.with_type(pa.string()) if pa.types.is_list(f.type) else f for f in schema])
+        with pa_csv.CSVWriter(path, csv_schema) as writer:
+            for batch in record_batches(columns, rows):
+                arrays = [
+                    pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+                    if pa.types.is_list(column.type)
+                    else column
+                    for column in batch.columns
+                ]
+                writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=csv_schema))
+                written += batch.num_rows
+    return written

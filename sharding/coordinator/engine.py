@@ -1,0 +1,205 @@
+"""The query engine: ADQL in, rows with column metadata out, from the whole cluster.
+
+:class:`QueryEngine` translates a query (:mod:`adql`), plans it level by
+level (:mod:`sharding.coordinator.planner`) and runs the plan through the
+dispatcher: nested queries first, into temporary tables of one coordinator
+session, then the final phase, whose rows stream to the caller.  The same
+engine serves synchronous callers (the CLI, tests) through
+:meth:`QueryEngine.query` and asynchronous ones (the TAP service) through
+:meth:`QueryEngine.query_async`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from adql import ResultColumn, translate
+from dms_db.topology import Topology
+from sharding.coordinator.chunk_map import ChunkMap
+from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
+from sharding.coordinator.dispatch import Dispatcher
+from sharding.coordinator.planner import FinalStep, Planner
+from sharding.coordinator.sync_bridge import SyncBridge
+
+__all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
+
+
+@dataclass
+class AsyncQueryResult:
+    """Column metadata and an asynchronous stream of row tuples."""
+
+    columns: tuple[ResultColumn, ...]
+    rows: AsyncIterator[tuple[Any, ...]]
+
+
+class QueryResult:
+    """Column metadata and a synchronous stream of row tuples; close it (or use ``with``) when done."""
+
+    def __init__(self, columns: tuple[ResultColumn, ...], rows: Iterator[tuple[Any, ...]], closer: Any) -> None:
+        self.columns = columns
+        self._rows = rows
+        self._closer = closer
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self._rows
+
+    def fetch_all(self) -> list[tuple[Any, ...]]:
+        """All remaining rows (for small results)."""
+        return list(self._rows)
+
+    def close(self) -> None:
+        """Stop the query: worker statements still running are cancelled."""
+        self._closer()
+
+    def __enter__(self) -> QueryResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class QueryEngine:
+    """Runs ADQL queries on a cluster; one engine serves many queries, concurrently.
+
+    Parameters
+    ----------
+    topology
+        The coordinator and workers.
+    statement_timeout_s
+        Limit of every statement on a worker; a worker that exceeds it has its
+        chunks retried on a replica.
+    max_concurrency
+        Statements running at once across the workers.
+    inline_row_limit
+        Largest nested-query result sent along to the workers.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        statement_timeout_s: float = 300.0,
+        max_concurrency: int = 16,
+        inline_row_limit: int = 100_000,
+    ) -> None:
+        self.topology = topology
+        self.inline_row_limit = inline_row_limit
+        self.dispatcher = Dispatcher(topology, statement_timeout_s=statement_timeout_s, max_concurrency=max_concurrency)
+        self._bridge: SyncBridge | None = None
+        self._bridge_lock = threading.Lock()
+        self._catalog: ClusterCatalog | None = None
+        self._chunk_maps: dict[int, ChunkMap] = {}
+
+    # ------------------------------------------------------------ metadata
+
+    def refresh(self) -> None:
+        """Forget cached catalogs and placement (after a deploy or a load that opened chunks)."""
+        self._catalog = None
+        self._chunk_maps = {}
+
+    def catalog(self) -> ClusterCatalog:
+        """The deployed catalogs, read from the coordinator on first use."""
+        if self._catalog is None:
+            with psycopg.connect(self.topology.coordinator.dsn) as conn:
+                self._catalog = read_cluster_catalog(conn)
+        return self._catalog
+
+    def chunk_map(self, chunk_order: int) -> ChunkMap:
+        """Replicas of every placed chunk of ``chunk_order``, read once and cached."""
+        if chunk_order not in self._chunk_maps:
+            with psycopg.connect(self.topology.coordinator.dsn) as conn:
+                self._chunk_maps[chunk_order] = ChunkMap.read(conn, chunk_order)
+        return self._chunk_maps[chunk_order]
+
+    # ------------------------------------------------------------ async API
+
+    @asynccontextmanager
+    async def query_async(self, adql_text: str, *, max_rows: int | None = None) -> AsyncIterator[AsyncQueryResult]:
+        """Run a query; yields its columns and an async row stream, valid inside the ``async with``."""
+        catalog = self.catalog()
+        translated = translate(adql_text, catalog.tables, max_rows=max_rows)
+        async with self.dispatcher.coordinator_session() as session:
+            planner = Planner(self, session, adql_text)
+            try:
+                final = await planner.plan(translated.tree, translated.description)
+                async with self._final_rows(final, session) as rows:
+                    yield AsyncQueryResult(translated.columns, rows)
+            finally:
+                with suppress(psycopg.Error):
+                    await planner.cleanup()
+
+    @asynccontextmanager
+    async def _final_rows(self, final: FinalStep, session: psycopg.AsyncConnection) -> AsyncIterator[Any]:
+        if final.on_coordinator:
+            async with _coordinator_rows(session, final.sql) as rows:
+                yield rows
+            return
+        stream = final.stream(self.dispatcher)
+        try:
+            await stream.start()
+            yield _rows_of(stream)
+        finally:
+            await stream.aclose()
+
+    # ------------------------------------------------------------ sync API
+
+    def _sync_bridge(self) -> SyncBridge:
+        with self._bridge_lock:
+            if self._bridge is None:
+                self._bridge = SyncBridge()
+            return self._bridge
+
+    def query(self, adql_text: str, *, max_rows: int | None = None) -> QueryResult:
+        """Run a query from synchronous code; iterate the result, then close it."""
+        bridge = self._sync_bridge()
+        context = self.query_async(adql_text, max_rows=max_rows)
+        result: AsyncQueryResult = bridge.run(context.__aenter__())
+
+        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+            try:
+                async for row in result.rows:
+                    yield row
+            finally:
+                await context.__aexit__(None, None, None)
+
+        iterator = bridge.iterate(rows())
+        return QueryResult(result.columns, iterator, getattr(iterator, "close", lambda: None))
+
+    def close(self) -> None:
+        """Close every connection pool."""
+        bridge = self._bridge
+        if bridge is not None:
+            bridge.run(self.dispatcher.close())
+            bridge.close()
+            self._bridge = None
+
+    def __enter__(self) -> QueryEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _rows_of(stream: Any) -> AsyncIterator[tuple[Any, ...]]:
+    async for row in stream:
+        yield row
+
+
+@asynccontextmanager
+async def _coordinator_rows(session: psycopg.AsyncConnection, sql_text: str) -> AsyncIterator[Any]:
+    """Stream a merge query's rows from the coordinator with a server-side cursor."""
+    async with session.transaction(), session.cursor(name="dms_final") as cursor:
+        await cursor.execute(sql_text)
+
+        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+            while batch := await cursor.fetchmany(5000):
+                for row in batch:
+                    yield row
+
+        yield rows()

@@ -1,0 +1,358 @@
+"""Plan and run one query, level by level, in phases.
+
+A query is a tree of levels: the top SELECT, its WITH queries, derived
+tables, subqueries and set-operation sides.  The planner runs every nested
+level first, as a query of its own, into a temporary table of the
+coordinator session (:mod:`sharding.coordinator.materialize`), and puts a
+placeholder in its place.  What is left is one flat level:
+
+* no tables, or only TAP_SCHEMA and earlier results: it runs on the coordinator;
+* only replicated tables: it runs on one worker (any live one);
+* partitioned tables: it must be chunk-local (:mod:`sharding.coordinator.locality`);
+  its chunk set comes from its restrictions (:mod:`sharding.coordinator.pruning`)
+  and it is split into a worker query and a merge query
+  (:mod:`sharding.coordinator.split`).  A query that needs no merge streams
+  straight from the workers; otherwise the workers' rows are gathered into a
+  temporary table and the merge query runs over it on the coordinator.
+
+``COUNT(*)`` of a whole partitioned table is answered from the per-chunk row
+counts the loader keeps, without asking any worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from sqlglot import exp, parse_one
+
+from adql.description import QueryDescription
+from adql.errors import AdqlUnsupportedError
+from sharding.coordinator.locality import (
+    CHUNK_LIST_SENTINEL,
+    PARTITIONED_KINDS,
+    LevelLayout,
+    analyse_level,
+    chunk_local_select,
+    level_tables,
+)
+from sharding.coordinator.materialize import MaterializedRelation, inline_rows, relation_columns
+from sharding.coordinator.pruning import ChunkSet, chunk_set, director_lookup
+from sharding.coordinator.split import split_level
+
+if TYPE_CHECKING:
+    from sharding.coordinator.dispatch import Dispatcher
+    from sharding.coordinator.engine import QueryEngine
+
+__all__ = ["FinalStep", "Planner"]
+
+
+def _pg(node: exp.Expr) -> str:
+    return node.sql(dialect="postgres")
+
+
+def _unsupported(reason: str, hint: str) -> AdqlUnsupportedError:
+    return AdqlUnsupportedError(f"unsupported because {reason}", hint=hint, line=1, column=1)
+
+
+@dataclass
+class FinalStep:
+    """The last phase of a level: SQL for the coordinator, or a request to the workers."""
+
+    on_coordinator: bool
+    sql: str | None = None
+    request: Callable[[Dispatcher], Any] | None = None
+
+    def stream(self, dispatcher: Dispatcher) -> Any:
+        """The (not yet started) row stream of a worker step."""
+        assert self.request is not None
+        return self.request(dispatcher)
+
+    async def gather(self, dispatcher: Dispatcher, session: psycopg.AsyncConnection, table: str) -> None:
+        """Copy a worker step's rows into a new temporary table of the coordinator session."""
+        await dispatcher.gather(self.stream(dispatcher), into=session, table=table)
+
+
+class Planner:
+    """Plans and runs the phases of one query in one coordinator session."""
+
+    def __init__(self, engine: QueryEngine, session: psycopg.AsyncConnection, text: str) -> None:
+        self.engine = engine
+        self.session = session
+        self.text = text
+        self._serials = itertools.count(1)
+        self.relations: dict[str, MaterializedRelation] = {}
+
+    # ------------------------------------------------------------ phases
+
+    async def plan(self, tree: exp.Query, description: QueryDescription | None) -> FinalStep:
+        """Run the nested levels of ``tree`` and return its final step."""
+        if description is not None and description.is_single_node and not self._has_placeholders(tree):
+            return self._single_node(tree)
+        if isinstance(tree, exp.SetOperation):
+            return await self._set_operation(tree, description)
+        if isinstance(tree, exp.Subquery):
+            return await self.plan(tree.this, description)
+        assert isinstance(tree, exp.Select)
+        return await self._select(tree, description)
+
+    async def materialize(self, tree: exp.Query, description: QueryDescription | None) -> MaterializedRelation:
+        """Run a nested level into a temporary table of the session."""
+        step = await self.plan(tree, description)
+        serial = next(self._serials)
+        table = f"_dms_tmp_{serial}"
+        if step.on_coordinator:
+            await self.session.execute(f"CREATE TEMPORARY TABLE {self._ident(table)} AS {step.sql}")
+        else:
+            await step.gather(self.engine.dispatcher, self.session, table)
+        columns = await relation_columns(self.session, table)
+        cursor = await self.session.execute(f"SELECT count(*) FROM {self._ident(table)}")  # noqa: S608
+        row = await cursor.fetchone()
+        relation = MaterializedRelation(serial, table, columns, int(row[0]) if row else 0)
+        self.relations[relation.placeholder] = relation
+        return relation
+
+    async def cleanup(self) -> None:
+        """Drop the temporary tables of this query."""
+        if self.session.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            await self.session.rollback()
+        await self.session.execute("DISCARD TEMP")
+
+    # ------------------------------------------------------------ levels
+
+    async def _set_operation(self, node: exp.SetOperation, description: QueryDescription | None) -> FinalStep:
+        operation = description.set_operation if description is not None else None
+        left = await self.materialize(node.this, operation.left if operation else None)
+        right = await self.materialize(node.expression, operation.right if operation else None)
+        combined = node.copy()
+        combined.set("this", self._select_all(left))
+        combined.set("expression", self._select_all(right))
+        return FinalStep(on_coordinator=True, sql=_pg(combined))
+
+    async def _select(self, original: exp.Select, description: QueryDescription | None) -> FinalStep:
+        select = original.copy()
+        await self._replace_ctes(select, description)
+        await self._replace_derived_tables(select, description)
+        await self._replace_expression_subqueries(select, description)
+        refs = [ref for _, ref in level_tables(select)]
+        kinds = {ref.table.kind for ref in refs}
+        if not kinds or kinds <= {"tap_schema"}:
+            return FinalStep(on_coordinator=True, sql=await self._render(select, for_workers=False))
+        if "tap_schema" in kinds:
+            raise _unsupported(
+                "TAP_SCHEMA lives on the coordinator and catalog tables on the workers",
+                "query TAP_SCHEMA on its own",
+            )
+        if not kinds & set(PARTITIONED_KINDS):
+            worker_sql = await self._render(select, for_workers=True)
+            return self._worker_step(lambda d: d.single(worker_sql))
+        return await self._partitioned(select, description)
+
+    async def _partitioned(self, select: exp.Select, description: QueryDescription | None) -> FinalStep:
+        catalog = self.engine.catalog()
+        schema_name = next(ref.table.schema_name for _, ref in level_tables(select) if ref.table.kind != "replicated")
+        layout_info = catalog.layout(schema_name)
+        layout = analyse_level(select, layout_info.overlap_deg)
+        fast = self._row_count_answer(select, layout)
+        if fast is not None:
+            return FinalStep(on_coordinator=True, sql=fast)
+        chunks = await self._chunk_set(layout, description, layout_info.chunk_order, layout_info.overlap_deg)
+        chunk_map = self.engine.chunk_map(layout_info.chunk_order)
+        placed = chunk_map.placed(chunks)
+        split = split_level(select)
+        worker_text = await self._render(chunk_local_select(split.worker, layout), for_workers=True)
+
+        def sql_for(chunk_ids: Sequence[int]) -> str:
+            if layout.overlap_partner and len(chunk_ids) > 1:
+                # One branch per chunk: each joins one partition to one partition plus
+                # its overlap, so PostgreSQL probes the GiST index per row instead of
+                # joining every row of the worker's chunks on chunk_id.
+                return " UNION ALL ".join(f"({sql_for([c])})" for c in chunk_ids)
+            listed = ", ".join(str(int(c)) for c in chunk_ids) or "NULL"
+            return worker_text.replace(CHUNK_LIST_SENTINEL, listed)
+
+        if placed:
+            step = self._worker_step(lambda d: d.scatter(sql_for, placed, chunk_map))
+        else:
+            # No chunk can hold a row: one worker still runs the query over no
+            # chunks, so that an aggregate returns its one row and types are known.
+            empty = sql_for([])
+            step = self._worker_step(lambda d: d.single(empty))
+        if split.merge is None:
+            return step
+        serial = next(self._serials)
+        table = f"_dms_tmp_{serial}"
+        await step.gather(self.engine.dispatcher, self.session, table)
+        types = dict(await relation_columns(self.session, table))
+        merge_tree = parse_one(split.merge_sql(table, types), dialect="postgres")
+        return FinalStep(on_coordinator=True, sql=await self._render(merge_tree, for_workers=False))
+
+    # ------------------------------------------------------------ nested levels
+
+    async def _replace_ctes(self, select: exp.Select, description: QueryDescription | None) -> None:
+        with_clause = select.args.get("with_")
+        if with_clause is None:
+            return
+        descriptions = {cte.name: cte.description for cte in description.ctes} if description else {}
+        ctes = list(with_clause.expressions)
+        select.set("with_", None)
+        for index, cte in enumerate(ctes):
+            name = cte.alias_or_name
+            relation = await self.materialize(cte.this, descriptions.get(name))
+            for target in [select, *(later.this for later in ctes[index + 1 :])]:
+                for table in list(target.find_all(exp.Table)):
+                    if table.name == name and not table.db and not (table._meta and table.meta.get("table_ref")):
+                        alias = table.alias or name
+                        table.replace(self._placeholder_subquery(relation, alias))
+
+    async def _replace_derived_tables(self, select: exp.Select, description: QueryDescription | None) -> None:
+        subqueries = description.subqueries if description else ()
+        descriptions = {s.alias: s.description for s in subqueries if s.role == "from"}
+        items = [select.args["from_"].this] if select.args.get("from_") else []
+        items += [join.this for join in select.args.get("joins") or []]
+        for item in items:
+            if isinstance(item, exp.Subquery) and isinstance(item.this, exp.Query) and not self._is_placeholder(item):
+                relation = await self.materialize(item.this, descriptions.get(item.alias_or_name))
+                item.set("this", self._placeholder_select(relation))
+
+    async def _replace_expression_subqueries(self, select: exp.Select, description: QueryDescription | None) -> None:
+        nested = [
+            q
+            for q in select.find_all(exp.Select, exp.SetOperation)
+            if q is not select and self._owner(q) is select and not self._is_placeholder(q)
+        ]
+        if not nested:
+            return
+        described = [s for s in description.subqueries if s.role != "from"] if description else []
+        use_descriptions = len(described) == len(nested)
+        for index, query in enumerate(nested):
+            if query.meta.get("correlated"):
+                raise _unsupported(
+                    "a correlated subquery over partitioned tables would need one query per outer row",
+                    "rewrite it as a join on the director key, or as an uncorrelated IN/EXISTS subquery",
+                )
+            relation = await self.materialize(query, described[index].description if use_descriptions else None)
+            query.replace(self._placeholder_select(relation))
+
+    @staticmethod
+    def _owner(node: exp.Expr) -> exp.Expr | None:
+        parent = node.parent
+        while parent is not None and not isinstance(parent, (exp.Select, exp.SetOperation)):
+            parent = parent.parent
+        return parent
+
+    # ------------------------------------------------------------ helpers
+
+    def _single_node(self, tree: exp.Query) -> FinalStep:
+        kinds = {
+            ref.table.kind
+            for table in tree.find_all(exp.Table)
+            if table._meta and (ref := table.meta.get("table_ref")) is not None
+        }
+        text = _pg(tree)
+        if "replicated" in kinds and "tap_schema" in kinds:
+            raise _unsupported(
+                "TAP_SCHEMA lives on the coordinator and catalog tables on the workers",
+                "query TAP_SCHEMA on its own",
+            )
+        if "replicated" in kinds:
+            return self._worker_step(lambda d: d.single(text))
+        return FinalStep(on_coordinator=True, sql=text)
+
+    @staticmethod
+    def _worker_step(request: Callable[[Any], Any]) -> FinalStep:
+        return FinalStep(on_coordinator=False, request=request)
+
+    def _row_count_answer(self, select: exp.Select, layout: LevelLayout) -> str | None:
+        """SQL answering ``SELECT COUNT(*) FROM partitioned_table`` from the per-chunk row counts."""
+        if len(layout.partitioned) != 1 or len(level_tables(select)) != 1:
+            return None
+        if any(select.args.get(k) for k in ("where", "joins", "group", "having", "distinct", "offset", "with_")):
+            return None
+        projections = select.expressions
+        if not projections or not all(
+            isinstance(p, exp.Alias) and isinstance(p.this, exp.Count) and isinstance(p.this.this, exp.Star)
+            for p in projections
+        ):
+            return None
+        limit = select.args.get("limit")
+        if limit is not None and _pg(limit.expression) == "0":
+            return None
+        ref = layout.partitioned[0]
+        total = "CAST(COALESCE(SUM(row_count), 0) AS BIGINT)"
+        columns = ", ".join(f"{total} AS {self._ident(p.alias)}" for p in projections)
+        return (
+            f"SELECT {columns} FROM dms.chunk_row_count WHERE schema_name = "  # noqa: S608
+            f"{sql.Literal(ref.table.schema_name).as_string(self.session)} AND table_name = "
+            f"{sql.Literal(ref.table.table_name).as_string(self.session)}"
+        )
+
+    async def _chunk_set(
+        self, layout: LevelLayout, description: QueryDescription | None, chunk_order: int, margin_deg: float
+    ) -> ChunkSet:
+        if description is None:
+            return None
+        partitioned = {ref.occurrence for ref in layout.partitioned}
+        found: dict[object, frozenset[int] | None] = {}
+        for restrictor in description.director_key_restrictors:
+            info = restrictor.table.table
+            if restrictor.table.occurrence not in partitioned or restrictor.column != info.director_key:
+                continue
+            director = info.table_name if info.kind == "director" else str(info.director_table).split(".")[-1]
+            query = director_lookup(info.schema_name, director, restrictor)
+            if query is None:
+                continue
+            cursor = await self.session.execute(query[0], query[1])
+            found[restrictor] = frozenset(int(r[0]) for r in await cursor.fetchall())
+        grown = [ref for ref in layout.partitioned if ref.table.kind == "child"] + layout.overlap_sides()
+        return chunk_set(
+            description.restrictions,
+            chunk_order=chunk_order,
+            margin_deg=margin_deg,
+            partitioned=layout.partitioned,
+            grown=grown,
+            director_index=lambda _ref, restrictor: found.get(restrictor),
+        )
+
+    def _ident(self, name: str) -> str:
+        return sql.Identifier(name).as_string(self.session)
+
+    @staticmethod
+    def _select_all(relation: MaterializedRelation) -> exp.Select:
+        return exp.select(exp.Star()).from_(exp.Table(this=exp.to_identifier(relation.table, quoted=True)))
+
+    def _placeholder_select(self, relation: MaterializedRelation) -> exp.Select:
+        return exp.select(exp.Star()).from_(exp.Table(this=exp.to_identifier(relation.placeholder, quoted=True)))
+
+    def _placeholder_subquery(self, relation: MaterializedRelation, alias: str) -> exp.Subquery:
+        return exp.Subquery(
+            this=self._placeholder_select(relation), alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))
+        )
+
+    def _is_placeholder(self, node: exp.Expr) -> bool:
+        inner = node.this if isinstance(node, exp.Subquery) else node
+        if not isinstance(inner, exp.Select):
+            return False
+        source = inner.args.get("from_")
+        return source is not None and isinstance(source.this, exp.Table) and source.this.name in self.relations
+
+    def _has_placeholders(self, tree: exp.Expr) -> bool:
+        return any(table.name in self.relations for table in tree.find_all(exp.Table))
+
+    async def _render(self, tree: exp.Expr, *, for_workers: bool) -> str:
+        """The tree's SQL text with placeholders replaced: inline rows for workers, table names here."""
+        text = _pg(tree)
+        for placeholder, relation in self.relations.items():
+            quoted = self._ident(placeholder)
+            if quoted not in text:
+                continue
+            if for_workers:
+                replacement = await inline_rows(self.session, relation, self.engine.inline_row_limit)
+            else:
+                replacement = self._ident(relation.table)
+            text = text.replace(quoted, replacement)
+        return text
