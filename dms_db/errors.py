@@ -97,6 +97,23 @@ class NodeUnavailableError(ClusterError):
     error_type = "NodeUnavailable"
 
 
+class QueryTimeoutError(NodeUnavailableError):
+    """Every replica of some chunks exceeded the statement timeout."""
+
+    error_type = "QueryTimeout"
+    http_status = 504
+
+
+class QueryExecutionError(UserError):
+    """A server rejected the query itself (SQLSTATE classes 22, 42...); retrying would not help."""
+
+    error_type = "QueryExecutionError"
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.sqlstate = sqlstate
+
+
 class InternalError(DmsError):
     """A bug or an unexpected state; details go to the log, not to users."""
 

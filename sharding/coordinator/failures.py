@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import psycopg
 
-from dms_db.errors import NodeUnavailableError, UserError
+from dms_db.errors import NodeUnavailableError, QueryExecutionError, QueryTimeoutError
 
 #: SQLSTATE classes that say the node, not the query, failed: connection
 #: exceptions, transaction rollback (serialisation, deadlock), insufficient
@@ -27,28 +27,6 @@ STATEMENT_TIMEOUT_SQLSTATE = "57014"
 CLUSTER_STATUS_HINT = "check the workers with 'dms-db cluster status', then run the query again"
 
 _MAX_LISTED_CHUNKS = 20
-
-
-class QueryExecutionError(UserError):
-    """A worker rejected the query itself (SQLSTATE classes 22, 42...); retrying would not help.
-
-    Belongs in ``dms_db.errors``; defined here until it moves there.
-    """
-
-    error_type = "QueryExecutionError"
-
-    def __init__(self, message: str, *, sqlstate: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.sqlstate = sqlstate
-
-
-class QueryTimeoutError(NodeUnavailableError):
-    """Every replica of some chunks hit the statement timeout.
-
-    Belongs in ``dms_db.errors``; defined here until it moves there.
-    """
-
-    error_type = "QueryTimeout"
 
 
 class RetryableNodeError(Exception):

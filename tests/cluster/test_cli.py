@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -55,6 +57,20 @@ def test_deploy_list_migrate_simulate_load_recover(
     bad = runner.invoke(app, ["load", "dr.Nope", str(objects)], env=env)
     assert bad.exit_code == 1 and "Traceback" not in bad.output
     assert "Object" in bad.output  # the close names are suggested
+
+    loaded = pq.read_table(objects)
+    printed = run("query", "SELECT TOP 3 objectId, ra FROM dr.Object ORDER BY objectId")
+    smallest = sorted(loaded.column("objectId").to_pylist())[:3]
+    assert all(str(object_id) in printed for object_id in smallest) and "3 rows" in printed
+    parquet_out, csv_out = tmp_path / "out.parquet", tmp_path / "out.csv"
+    run("query", "SELECT objectId, ra, dec FROM dr.Object", "--out", str(parquet_out))
+    written = pq.read_table(parquet_out)
+    assert sorted(written.column("objectId").to_pylist()) == sorted(loaded.column("objectId").to_pylist())
+    assert written.schema.field("ra").metadata[b"unit"] == b"deg"
+    run("query", "SELECT COUNT(*) AS n FROM dr.Object", "--out", str(csv_out))
+    assert pd.read_csv(csv_out)["n"].tolist() == [loaded.num_rows]
+    wrong = runner.invoke(app, ["query", "SELECT nope FROM dr.Object"], env=env)
+    assert wrong.exit_code == 1 and "Traceback" not in wrong.output and "nope" in wrong.output
 
 
 def test_simulate_needs_a_destination() -> None:
