@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from adql import ResultColumn, translate
+from adql import ResultColumn, TranslatedQuery, translate
 from dms_db.topology import Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
@@ -28,6 +28,8 @@ from sharding.coordinator.planner import FinalStep, Planner
 from sharding.coordinator.sync_bridge import SyncBridge
 
 __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
+
+TRANSLATION_CACHE_SIZE = 512
 
 
 @dataclass
@@ -95,6 +97,7 @@ class QueryEngine:
         self._bridge_lock = threading.Lock()
         self._catalog: ClusterCatalog | None = None
         self._chunk_maps: dict[int, ChunkMap] = {}
+        self._translations: dict[tuple[str, int | None], TranslatedQuery] = {}
 
     # ------------------------------------------------------------ metadata
 
@@ -102,6 +105,7 @@ class QueryEngine:
         """Forget cached catalogs and placement (after a deploy or a load that opened chunks)."""
         self._catalog = None
         self._chunk_maps = {}
+        self._translations = {}
 
     def catalog(self) -> ClusterCatalog:
         """The deployed catalogs, read from the coordinator on first use."""
@@ -117,13 +121,23 @@ class QueryEngine:
                 self._chunk_maps[chunk_order] = ChunkMap.read(conn, chunk_order)
         return self._chunk_maps[chunk_order]
 
+    def _translated(self, adql_text: str, max_rows: int | None) -> TranslatedQuery:
+        """Translate, remembering recent queries: services see the same query text again and again."""
+        key = (adql_text, max_rows)
+        found = self._translations.get(key)
+        if found is None:
+            found = translate(adql_text, self.catalog().tables, max_rows=max_rows)
+            if len(self._translations) >= TRANSLATION_CACHE_SIZE:
+                self._translations.pop(next(iter(self._translations)))
+            self._translations[key] = found
+        return found
+
     # ------------------------------------------------------------ async API
 
     @asynccontextmanager
     async def query_async(self, adql_text: str, *, max_rows: int | None = None) -> AsyncIterator[AsyncQueryResult]:
         """Run a query; yields its columns and an async row stream, valid inside the ``async with``."""
-        catalog = self.catalog()
-        translated = translate(adql_text, catalog.tables, max_rows=max_rows)
+        translated = self._translated(adql_text, max_rows)
         async with self.dispatcher.coordinator_session() as session:
             planner = Planner(self, session, adql_text)
             try:

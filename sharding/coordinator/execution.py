@@ -190,9 +190,9 @@ class Execution:
         conn = await pool.acquire()
         attempt.conn = conn
         try:
-            await conn.execute("BEGIN READ ONLY")
-            timeout_ms = f"{round(self.statement_timeout_s * 1000)}ms"
-            await conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout_ms,))
+            # One round trip: no parameters, so both statements go in one simple query.
+            timeout_ms = round(self.statement_timeout_s * 1000)
+            await conn.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}")
             await self.sink.consume(self, attempt, conn)
             await conn.execute("ROLLBACK")  # read only: nothing to commit; also closes the cursor
         except BaseException:

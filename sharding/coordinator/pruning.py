@@ -129,6 +129,10 @@ class _Evaluator:
             region = region_of(node.region)
             if region is None:
                 return frozenset()
+            if occurrence in self.grown and isinstance(region, regions.Circle):
+                # A cone grows exactly: its radius plus the margin.
+                wider = regions.Circle(region.ra, region.dec, min(region.radius + self.margin_deg, 90.0))
+                return frozenset(int(c) for c in wider.chunks(self.chunk_order))
             chunks = [int(c) for c in region.chunks(self.chunk_order)]
         except RegionError:
             return ALL_CHUNKS  # PostgreSQL decides what the region holds; every chunk is asked
