@@ -48,7 +48,8 @@ def read_table_kinds(conn: psycopg.Connection) -> dict[str, TableKindInfo]:
         "FROM dms.catalog_table"
     ).fetchall()
     for schema_name, table_name, kind, director_table, director_key, ra_column, dec_column in rows:
-        director = f"{schema_name}.{director_table}" if director_table else None
+        # TableKindInfo names a child's director qualified with its schema; directors have none.
+        director = f"{schema_name}.{director_table}" if kind == "child" and director_table else None
         kinds[f"{schema_name}.{table_name}"] = TableKindInfo(kind, director_key, director, ra_column, dec_column)
     return kinds
 

@@ -33,33 +33,16 @@ from adql import TableCatalog, TableKindInfo
 from dms_db.catalog_schema import CatalogSchema, CatalogTable, TableKind
 from dms_db.physical import column_type
 from dms_db.tap_schema import TapSchemaRows, define_tap_schema_tables, tap_schema_rows, tap_schema_self_rows
+from sharding.coordinator.cluster_catalog import read_cluster_catalog
 from tests.query.dataset import QueryDataset
 
 _DIALECT = postgresql.dialect()
 
 
-def table_kinds(conn: psycopg.Connection) -> dict[str, TableKindInfo]:
-    """Partitioning of every deployed table, from the coordinator's ``dms.catalog_table``.
-
-    Keys are qualified ADQL names as TAP_SCHEMA spells them (``apdb.DiaSource``);
-    a child's ``director_table`` is qualified with its schema, as
-    :class:`adql.TableKindInfo` wants it.
-    """
-    rows = conn.execute(
-        "SELECT schema_name, table_name, kind, director_table, director_key, ra_column, dec_column "
-        "FROM dms.catalog_table"
-    ).fetchall()
-    kinds = {}
-    for schema_name, table_name, kind, director_table, director_key, ra_column, dec_column in rows:
-        director = f"{schema_name}.{director_table}" if kind == "child" and director_table else None
-        kinds[f"{schema_name}.{table_name}"] = TableKindInfo(kind, director_key, director, ra_column, dec_column)
-    return kinds
-
-
 def coordinator_catalog(dsn: str) -> TableCatalog:
-    """The ADQL catalog of a cluster: its coordinator's TAP_SCHEMA with each table's partitioning."""
+    """The ADQL catalog of a cluster, read as the query engine reads it."""
     with psycopg.connect(dsn) as conn:
-        return TableCatalog.from_tap_schema(conn, table_kinds(conn))
+        return read_cluster_catalog(conn).tables
 
 
 def _plain_table(catalog: CatalogSchema, ctable: CatalogTable, metadata: MetaData) -> Table:
@@ -161,7 +144,7 @@ def build_reference(dsn: str, dataset: QueryDataset) -> None:
 def dataset_kinds(dataset: QueryDataset) -> dict[str, TableKindInfo]:
     """Partitioning of every table of ``dataset``, from its Felis schemas (no coordinator needed).
 
-    The same values a deploy records in ``dms.catalog_table`` (:func:`table_kinds`);
+    The same values a deploy records in ``dms.catalog_table`` (see ``read_table_kinds``);
     used to translate corpus queries for the reference alone.
     """
     kinds = {}
