@@ -121,7 +121,7 @@ class QueryEngine:
                 self._chunk_maps[chunk_order] = ChunkMap.read(conn, chunk_order)
         return self._chunk_maps[chunk_order]
 
-    def _translated(self, adql_text: str, max_rows: int | None) -> TranslatedQuery:
+    def translate(self, adql_text: str, max_rows: int | None = None) -> TranslatedQuery:
         """Translate, remembering recent queries: services see the same query text again and again."""
         key = (adql_text, max_rows)
         found = self._translations.get(key)
@@ -137,7 +137,7 @@ class QueryEngine:
     @asynccontextmanager
     async def query_async(self, adql_text: str, *, max_rows: int | None = None) -> AsyncIterator[AsyncQueryResult]:
         """Run a query; yields its columns and an async row stream, valid inside the ``async with``."""
-        translated = self._translated(adql_text, max_rows)
+        translated = self.translate(adql_text, max_rows)
         async with self.dispatcher.coordinator_session() as session:
             planner = Planner(self, session, adql_text)
             try:

@@ -192,7 +192,9 @@ class Execution:
         try:
             # One round trip: no parameters, so both statements go in one simple query.
             timeout_ms = round(self.statement_timeout_s * 1000)
-            await conn.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}")
+            await conn.execute(
+                sql.SQL("BEGIN READ ONLY; SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
+            )
             await self.sink.consume(self, attempt, conn)
             await conn.execute("ROLLBACK")  # read only: nothing to commit; also closes the cursor
         except BaseException:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import psycopg
 
+from adql.errors import AdqlUnsupportedError
 from dms_db.errors import NodeUnavailableError, QueryExecutionError, QueryTimeoutError
 
 #: SQLSTATE classes that say the node, not the query, failed: connection
@@ -116,3 +117,11 @@ def partial_result_error(node: str, address: str, reason: str) -> NodeUnavailabl
         "the query was aborted rather than return a partial result",
         hint=CLUSTER_STATUS_HINT,
     )
+
+
+def unsupported_query(reason: str, hint: str) -> AdqlUnsupportedError:
+    """The error for a query that cannot be distributed correctly: the reason and what to write instead.
+
+    It names no position: the reason concerns the query as a whole.
+    """
+    return AdqlUnsupportedError(f"unsupported because {reason}", hint=hint)

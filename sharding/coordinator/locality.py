@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from adql.errors import AdqlUnsupportedError
 from adql.refs import TableRef
 from dms_db.physical import CHUNK_COLUMN, overlap_table_name
+from sharding.coordinator.failures import unsupported_query
 
 __all__ = ["CHUNK_LIST_SENTINEL", "LevelLayout", "analyse_level", "chunk_local_select", "level_tables"]
 
@@ -211,7 +211,7 @@ def analyse_level(select: exp.Select, margin_deg: float) -> LevelLayout:
         return layout
     schemas = {ref.table.schema_name for ref in layout.partitioned}
     if len(schemas) > 1:
-        raise _unsupported(
+        raise unsupported_query(
             f"tables of the partitioned catalogs {', '.join(sorted(schemas))} are chunked independently",
             "join them through a subquery that returns few rows, or query each catalog on its own",
         )
@@ -245,7 +245,7 @@ def analyse_level(select: exp.Select, margin_deg: float) -> LevelLayout:
         layout.overlap_condition[other.occurrence] = conjunct
     for occurrence in layout.overlap_partner:
         if linked.get(occurrence):
-            raise _unsupported(
+            raise unsupported_query(
                 "a table read with its overlap rows (the second side of a near-neighbour join) is also joined "
                 "on its key, and rows joined to it may sit in another chunk",
                 "join the children to the first side of the near-neighbour join",
@@ -254,7 +254,7 @@ def analyse_level(select: exp.Select, margin_deg: float) -> LevelLayout:
         names = ", ".join(
             f"{ref.table.qualified_name}{' AS ' + ref.alias if ref.alias else ''}" for ref in layout.partitioned
         )
-        raise _unsupported(
+        raise unsupported_query(
             f"the partitioned tables {names} are not all joined on their director key or by a distance "
             f"of at most the overlap margin ({margin_deg * 3600:g} arcsec), so matching rows may sit in "
             "different chunks",
@@ -285,16 +285,12 @@ def _check_outer_joins(select: exp.Select) -> None:
         preserved = {"left": before, "right": right, "full": before | right}.get(side, set())
         other = {"left": right, "right": before, "full": before | right}.get(side, set())
         if "replicated" in preserved and other & set(PARTITIONED_KINDS):
-            raise _unsupported(
+            raise unsupported_query(
                 f"a {side.upper()} OUTER JOIN keeps every row of a replicated table while the partitioned table "
                 "it is joined to is spread over the workers, so unmatched rows would repeat once per worker",
                 "put the partitioned table on the preserved side, or use an inner join",
             )
         before |= right
-
-
-def _unsupported(reason: str, hint: str) -> AdqlUnsupportedError:
-    return AdqlUnsupportedError(f"unsupported because {reason}", hint=hint, line=1, column=1)
 
 
 def _chunk_filter(table: exp.Table, overlap: bool) -> exp.Select:

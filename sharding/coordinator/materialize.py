@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from adql.errors import AdqlUnsupportedError
+from sharding.coordinator.failures import unsupported_query
 
 __all__ = ["MaterializedRelation", "inline_rows", "placeholder_name", "relation_columns"]
 
@@ -64,29 +64,29 @@ async def inline_rows(conn: psycopg.AsyncConnection, relation: MaterializedRelat
     every value round-trips exactly, floats included.
     """
     if relation.row_count > row_limit:
-        raise AdqlUnsupportedError(
-            f"unsupported because a subquery returns {relation.row_count} rows, more than the {row_limit} "
-            "that can be sent along to the workers",
-            hint="restrict the subquery (a region, a TOP or a narrower condition) or join the tables directly",
-            line=1,
-            column=1,
+        raise unsupported_query(
+            f"a subquery returns {relation.row_count} rows, more than the {row_limit} that can be sent along "
+            "to the workers",
+            "restrict the subquery (a region, a TOP or a narrower condition) or join the tables directly",
         )
-    alias = sql.Identifier(f"_dms_v{relation.serial}").as_string(conn)
-    casts = ", ".join(
-        f"CAST({'v' + str(i)} AS {type_sql}) AS {sql.Identifier(name).as_string(conn)}"
-        for i, (name, type_sql) in enumerate(relation.columns)
-    )
+    alias = sql.Identifier(f"_dms_v{relation.serial}")
+    names = [sql.Identifier(name) for name, _ in relation.columns]
+    types = [sql.SQL(type_sql) for _, type_sql in relation.columns]  # format_type() output
     if relation.row_count == 0:
-        nulls = ", ".join(
-            f"CAST(NULL AS {type_sql}) AS {sql.Identifier(name).as_string(conn)}" for name, type_sql in relation.columns
+        nulls = sql.SQL(", ").join(
+            sql.SQL("CAST(NULL AS {}) AS {}").format(type_sql, name)
+            for name, type_sql in zip(names, types, strict=True)
         )
-        return f"(SELECT {nulls} WHERE FALSE) AS {alias}"
-    rendered = ", ".join(
-        f"quote_nullable({sql.Identifier(name).as_string(conn)}::text)" for name, _ in relation.columns
-    )
+        return sql.SQL("(SELECT {} WHERE FALSE) AS {}").format(nulls, alias).as_string(conn)
+    rendered = sql.SQL(", ").join(sql.SQL("quote_nullable({}::text)").format(name) for name in names)
     cursor = await conn.execute(
-        f"SELECT '(' || concat_ws(', ', {rendered}) || ')' FROM {sql.Identifier(relation.table).as_string(conn)}"  # noqa: S608
+        sql.SQL("SELECT '(' || concat_ws(', ', {}) || ')' FROM {}").format(rendered, sql.Identifier(relation.table))
     )
-    rows = ", ".join(row[0] for row in await cursor.fetchall())
-    names = ", ".join(f"v{i}" for i in range(len(relation.columns)))
-    return f"(SELECT {casts} FROM (VALUES {rows}) AS _dms_rows({names})) AS {alias}"  # noqa: S608
+    values = sql.SQL(", ").join(sql.SQL(row[0]) for row in await cursor.fetchall())  # literals PostgreSQL quoted
+    slots = [sql.Identifier(f"v{i}") for i in range(len(names))]
+    casts = sql.SQL(", ").join(
+        sql.SQL("CAST({} AS {}) AS {}").format(slot, type_sql, name)
+        for slot, type_sql, name in zip(slots, types, names, strict=True)
+    )
+    derived = sql.SQL("(SELECT {} FROM (VALUES {}) AS _dms_rows({})) AS {}")
+    return derived.format(casts, values, sql.SQL(", ").join(slots), alias).as_string(conn)

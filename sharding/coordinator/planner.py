@@ -31,7 +31,7 @@ from psycopg import sql
 from sqlglot import exp, parse_one
 
 from adql.description import QueryDescription
-from adql.errors import AdqlUnsupportedError
+from sharding.coordinator.failures import unsupported_query
 from sharding.coordinator.locality import (
     CHUNK_LIST_SENTINEL,
     PARTITIONED_KINDS,
@@ -53,10 +53,6 @@ __all__ = ["FinalStep", "Planner"]
 
 def _pg(node: exp.Expr) -> str:
     return node.sql(dialect="postgres")
-
-
-def _unsupported(reason: str, hint: str) -> AdqlUnsupportedError:
-    return AdqlUnsupportedError(f"unsupported because {reason}", hint=hint, line=1, column=1)
 
 
 @dataclass
@@ -106,11 +102,13 @@ class Planner:
         serial = next(self._serials)
         table = f"_dms_tmp_{serial}"
         if step.on_coordinator:
-            await self.session.execute(f"CREATE TEMPORARY TABLE {self._ident(table)} AS {step.sql}")
+            assert step.sql is not None
+            create = sql.SQL("CREATE TEMPORARY TABLE {} AS {}").format(sql.Identifier(table), sql.SQL(step.sql))
+            await self.session.execute(create)
         else:
             await step.gather(self.engine.dispatcher, self.session, table)
         columns = await relation_columns(self.session, table)
-        cursor = await self.session.execute(f"SELECT count(*) FROM {self._ident(table)}")  # noqa: S608
+        cursor = await self.session.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
         row = await cursor.fetchone()
         relation = MaterializedRelation(serial, table, columns, int(row[0]) if row else 0)
         self.relations[relation.placeholder] = relation
@@ -143,7 +141,7 @@ class Planner:
         if not kinds or kinds <= {"tap_schema"}:
             return FinalStep(on_coordinator=True, sql=await self._render(select, for_workers=False))
         if "tap_schema" in kinds:
-            raise _unsupported(
+            raise unsupported_query(
                 "TAP_SCHEMA lives on the coordinator and catalog tables on the workers",
                 "query TAP_SCHEMA on its own",
             )
@@ -231,7 +229,7 @@ class Planner:
         use_descriptions = len(described) == len(nested)
         for index, query in enumerate(nested):
             if query.meta.get("correlated"):
-                raise _unsupported(
+                raise unsupported_query(
                     "a correlated subquery over partitioned tables would need one query per outer row",
                     "rewrite it as a join on the director key, or as an uncorrelated IN/EXISTS subquery",
                 )
@@ -255,7 +253,7 @@ class Planner:
         }
         text = _pg(tree)
         if "replicated" in kinds and "tap_schema" in kinds:
-            raise _unsupported(
+            raise unsupported_query(
                 "TAP_SCHEMA lives on the coordinator and catalog tables on the workers",
                 "query TAP_SCHEMA on its own",
             )
@@ -283,12 +281,13 @@ class Planner:
         if limit is not None and _pg(limit.expression) == "0":
             return None
         ref = layout.partitioned[0]
-        total = "CAST(COALESCE(SUM(row_count), 0) AS BIGINT)"
-        columns = ", ".join(f"{total} AS {self._ident(p.alias)}" for p in projections)
-        return (
-            f"SELECT {columns} FROM dms.chunk_row_count WHERE schema_name = "  # noqa: S608
-            f"{sql.Literal(ref.table.schema_name).as_string(self.session)} AND table_name = "
-            f"{sql.Literal(ref.table.table_name).as_string(self.session)}"
+        columns = sql.SQL(", ").join(
+            sql.SQL("CAST(COALESCE(SUM(row_count), 0) AS BIGINT) AS {}").format(sql.Identifier(p.alias))
+            for p in projections
+        )
+        query = sql.SQL("SELECT {} FROM dms.chunk_row_count WHERE schema_name = {} AND table_name = {}")
+        return query.format(columns, sql.Literal(ref.table.schema_name), sql.Literal(ref.table.table_name)).as_string(
+            self.session
         )
 
     async def _chunk_set(
