@@ -29,7 +29,7 @@ from loaders.writer import copy_type_of
 
 # Private helpers of the correctness suite's reference builder, reused so that the baseline
 # has exactly the reference's tables and indexes (see the README: they should become public).
-from tests.query.reference import _index_statements, _plain_table
+from tests.query.reference import index_statements, plain_table
 
 COPY_PIECE_ROWS = 100_000  # encode_copy_binary is fastest on batches of about 10^5 rows
 DATABASE = "dms"
@@ -71,9 +71,9 @@ def fill_baseline(dsn: str, catalog: CatalogSchema, tables: dict[str, pa.Table])
         conn.execute(str(CreateSchema(catalog.name, if_not_exists=True).compile(dialect=dialect)))
         for name, rows in tables.items():
             ctable = catalog.table(name)
-            conn.execute(str(CreateTable(_plain_table(catalog, ctable, metadata)).compile(dialect=dialect)))
+            conn.execute(str(CreateTable(plain_table(catalog, ctable, metadata)).compile(dialect=dialect)))
             copy_arrow(conn, catalog.name, name, rows)
-            for statement in _index_statements(catalog.name, ctable):
+            for statement in index_statements(catalog.name, ctable):
                 conn.execute(statement)
             conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:

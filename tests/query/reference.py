@@ -45,7 +45,7 @@ def coordinator_catalog(dsn: str) -> TableCatalog:
         return read_cluster_catalog(conn).tables
 
 
-def _plain_table(catalog: CatalogSchema, ctable: CatalogTable, metadata: MetaData) -> Table:
+def plain_table(catalog: CatalogSchema, ctable: CatalogTable, metadata: MetaData) -> Table:
     """The table as one unsharded server would hold it: worker column types, primary key, no system columns."""
     columns: list[object] = [
         Column(col.name, column_type(col), nullable=col.nullable is not False) for col in ctable.felis.columns
@@ -55,7 +55,7 @@ def _plain_table(catalog: CatalogSchema, ctable: CatalogTable, metadata: MetaDat
     return Table(ctable.name, metadata, *columns, schema=catalog.name)
 
 
-def _index_statements(schema_name: str, ctable: CatalogTable) -> list[sql.Composable]:
+def index_statements(schema_name: str, ctable: CatalogTable) -> list[sql.Composable]:
     """Secondary indexes: the director key of a child and the pgSphere position of a table with one."""
     table = sql.Identifier(schema_name, ctable.name)
     statements: list[sql.Composable] = []
@@ -129,12 +129,12 @@ def build_reference(dsn: str, dataset: QueryDataset) -> None:
             tap_rows = tap_rows + tap_schema_rows(catalog)
             conn.execute(str(CreateSchema(catalog.name, if_not_exists=True).compile(dialect=_DIALECT)))
             for ctable in catalog.tables:
-                table = _plain_table(catalog, ctable, metadata)
+                table = plain_table(catalog, ctable, metadata)
                 conn.execute(str(CreateTable(table).compile(dialect=_DIALECT)))
                 frame = data.tables.get(ctable.name)
                 if frame is not None and not frame.empty:
                     copy_frame(conn, table, frame)
-                for statement in _index_statements(catalog.name, ctable):
+                for statement in index_statements(catalog.name, ctable):
                     conn.execute(statement)
         _create_tap_schema(conn, tap_rows)
     with psycopg.connect(dsn, autocommit=True) as conn:
