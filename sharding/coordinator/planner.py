@@ -73,6 +73,38 @@ class FinalStep:
         await dispatcher.gather(self.stream(dispatcher), into=session, table=table)
 
 
+def expression_subqueries(select: exp.Select) -> list[exp.Query]:
+    """The queries nested in a level's ON, WHERE, HAVING and select list, in the translator's order.
+
+    :func:`adql.description.describe` lists a level's subqueries in this
+    order (ON conditions, WHERE, HAVING, then the select list, each walked
+    the same way), so the two lists pair up one to one: each subquery is
+    planned with its own description, and so its own chunk set.
+    """
+    clauses = [join.args.get("on") for join in select.args.get("joins") or []]
+    clauses += [select.args["where"].this if select.args.get("where") else None]
+    clauses += [select.args["having"].this if select.args.get("having") else None]
+    clauses += list(select.expressions)
+    found: list[exp.Query] = []
+    for clause in clauses:
+        if clause is None:
+            continue
+        for query in clause.find_all(exp.Select, exp.SetOperation):
+            if query is not clause and _nearest_query(query, clause) is None:
+                found.append(query)
+    return found
+
+
+def _nearest_query(node: exp.Expr, stop: exp.Expr) -> exp.Expr | None:
+    """The query enclosing ``node`` below ``stop``, if any (then ``node`` belongs to that query)."""
+    parent = node.parent
+    while parent is not None and parent is not stop:
+        if isinstance(parent, (exp.Select, exp.SetOperation)):
+            return parent
+        parent = parent.parent
+    return None
+
+
 class Planner:
     """Plans and runs the phases of one query in one coordinator session."""
 
@@ -218,11 +250,7 @@ class Planner:
                 item.set("this", self._placeholder_select(relation))
 
     async def _replace_expression_subqueries(self, select: exp.Select, description: QueryDescription | None) -> None:
-        nested = [
-            q
-            for q in select.find_all(exp.Select, exp.SetOperation)
-            if q is not select and self._owner(q) is select and not self._is_placeholder(q)
-        ]
+        nested = [q for q in expression_subqueries(select) if not self._is_placeholder(q)]
         if not nested:
             return
         described = [s for s in description.subqueries if s.role != "from"] if description else []
@@ -235,13 +263,6 @@ class Planner:
                 )
             relation = await self.materialize(query, described[index].description if use_descriptions else None)
             query.replace(self._placeholder_select(relation))
-
-    @staticmethod
-    def _owner(node: exp.Expr) -> exp.Expr | None:
-        parent = node.parent
-        while parent is not None and not isinstance(parent, (exp.Select, exp.SetOperation)):
-            parent = parent.parent
-        return parent
 
     # ------------------------------------------------------------ helpers
 

@@ -14,6 +14,7 @@ from sqlglot import exp
 from adql import AdqlUnsupportedError, translate
 from sharding import regions
 from sharding.coordinator.locality import CHUNK_LIST_SENTINEL, analyse_level, chunk_local_select
+from sharding.coordinator.planner import expression_subqueries
 from sharding.coordinator.pruning import chunk_set, grown_chunks
 from sharding.coordinator.split import split_level
 from tests.adql.reference_data import reference_catalog
@@ -195,3 +196,24 @@ def test_partitioned_tables_are_limited_to_the_chunk_list(catalog) -> None:
     subqueries = [s for s in rewritten.find_all(exp.Subquery)]
     assert len(subqueries) == 1 and CHUNK_LIST_SENTINEL in subqueries[0].sql(dialect="postgres")
     assert np.all([c.table == "_dms_t0" for c in rewritten.find_all(exp.Column) if c.name != "chunk_id"])
+
+
+def test_each_subquery_is_paired_with_its_own_description(catalog) -> None:
+    """Subqueries in the select list come after those in WHERE in the description: pairing must follow it."""
+    translated = translate(
+        "SELECT (SELECT COUNT(*) FROM apdb.Visit) AS visits, o.diaObjectId FROM apdb.DiaObject AS o "
+        "JOIN apdb.DiaSource AS s ON s.diaObjectId = o.diaObjectId "
+        "AND s.visit IN (SELECT visit FROM apdb.Visit WHERE band = 'r') "
+        "WHERE o.diaObjectId IN (SELECT diaObjectId FROM apdb.DiaSource "
+        "WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE(10, 20, 0.2)))",
+        catalog,
+    )
+    nested = expression_subqueries(translated.tree)
+    described = [s for s in translated.description.subqueries if s.role != "from"]
+    assert [s.role for s in described] == ["on", "where", "select"]
+    assert len(nested) == len(described)
+    for node, sub in zip(nested, described, strict=True):
+        in_tree = sorted(t.name for t in node.find_all(exp.Table))
+        assert in_tree == sorted(ref.table.table_name for ref in sub.description.tables)
+    (cone,) = described[1].description.spatial_restrictors  # the cone bounds the WHERE subquery only
+    assert cone.region.radius == 0.2 and nested[1].find(exp.ArrayContainedBy) is not None
