@@ -310,11 +310,13 @@ def query(
     max_rows: Annotated[int | None, typer.Option(help="Return at most this many rows.", min=0)] = None,
 ) -> None:
     """Run an ADQL query on the cluster and print the rows as a table, or write them to a file."""
-    from api.result_files import write_result_file
+    from api.result_files import result_file_format, write_result_file
     from sharding.coordinator import QueryEngine
 
     text = sys.stdin.read() if adql == "-" else adql
     try:
+        if out is not None:
+            result_file_format(out)  # refuse a file we cannot write before running the query
         topology = cluster_service.resolve_topology(_config())
         with QueryEngine(topology) as engine, engine.query(text, max_rows=max_rows) as result:
             if out is not None:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from adql import ResultColumn
 from dms_db.errors import UserError
 
-__all__ = ["FILE_FORMATS", "arrow_schema", "record_batches", "write_result_file"]
+__all__ = ["FILE_FORMATS", "arrow_schema", "record_batches", "result_file_format", "write_result_file"]
 
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
@@ -78,14 +78,20 @@ def record_batches(
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def write_result_file(path: Path, columns: tuple[ResultColumn, ...], rows: Iterable[tuple[Any, ...]]) -> int:
-    """Write a result to ``path`` (format from its suffix); returns the number of rows."""
+def result_file_format(path: Path) -> str:
+    """The format a result file gets from its suffix; a clear error for an unknown one."""
     file_format = FILE_FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise UserError(
             f"cannot tell the output format of {path.name!r} from its suffix",
             hint=f"name the file with one of {', '.join(sorted(FILE_FORMATS))}",
         )
+    return file_format
+
+
+def write_result_file(path: Path, columns: tuple[ResultColumn, ...], rows: Iterable[tuple[Any, ...]]) -> int:
+    """Write a result to ``path`` (format from its suffix); returns the number of rows."""
+    file_format = result_file_format(path)
     schema = arrow_schema(columns)
     written = 0
     if file_format == "parquet":

@@ -69,6 +69,10 @@ def test_deploy_list_migrate_simulate_load_recover(
     assert written.schema.field("ra").metadata[b"unit"] == b"deg"
     run("query", "SELECT COUNT(*) AS n FROM dr.Object", "--out", str(csv_out))
     assert pd.read_csv(csv_out)["n"].tolist() == [loaded.num_rows]
+    unknown_format = runner.invoke(
+        app, ["query", "SELECT ra FROM dr.Object", "--out", str(tmp_path / "x.txt")], env=env
+    )
+    assert unknown_format.exit_code == 1 and ".parquet" in unknown_format.output and not (tmp_path / "x.txt").exists()
     wrong = runner.invoke(app, ["query", "SELECT nope FROM dr.Object"], env=env)
     assert wrong.exit_code == 1 and "Traceback" not in wrong.output and "nope" in wrong.output
 
