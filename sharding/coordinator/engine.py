@@ -139,7 +139,7 @@ class QueryEngine:
         """Run a query; yields its columns and an async row stream, valid inside the ``async with``."""
         translated = self.translate(adql_text, max_rows)
         async with self.dispatcher.coordinator_session() as session:
-            planner = Planner(self, session, adql_text)
+            planner = Planner(self, session)
             try:
                 final = await planner.plan(translated.tree, translated.description)
                 async with self._final_rows(final, session) as rows:

@@ -95,6 +95,10 @@ def expression_subqueries(select: exp.Select) -> list[exp.Query]:
     return found
 
 
+def _select_star_from(table: str) -> exp.Select:
+    return exp.select(exp.Star()).from_(exp.Table(this=exp.to_identifier(table, quoted=True)))
+
+
 def _nearest_query(node: exp.Expr, stop: exp.Expr) -> exp.Expr | None:
     """The query enclosing ``node`` below ``stop``, if any (then ``node`` belongs to that query)."""
     parent = node.parent
@@ -108,10 +112,9 @@ def _nearest_query(node: exp.Expr, stop: exp.Expr) -> exp.Expr | None:
 class Planner:
     """Plans and runs the phases of one query in one coordinator session."""
 
-    def __init__(self, engine: QueryEngine, session: psycopg.AsyncConnection, text: str) -> None:
+    def __init__(self, engine: QueryEngine, session: psycopg.AsyncConnection) -> None:
         self.engine = engine
         self.session = session
-        self.text = text
         self._serials = itertools.count(1)
         self.relations: dict[str, MaterializedRelation] = {}
 
@@ -343,10 +346,11 @@ class Planner:
 
     @staticmethod
     def _select_all(relation: MaterializedRelation) -> exp.Select:
-        return exp.select(exp.Star()).from_(exp.Table(this=exp.to_identifier(relation.table, quoted=True)))
+        return _select_star_from(relation.table)
 
-    def _placeholder_select(self, relation: MaterializedRelation) -> exp.Select:
-        return exp.select(exp.Star()).from_(exp.Table(this=exp.to_identifier(relation.placeholder, quoted=True)))
+    @staticmethod
+    def _placeholder_select(relation: MaterializedRelation) -> exp.Select:
+        return _select_star_from(relation.placeholder)
 
     def _placeholder_subquery(self, relation: MaterializedRelation, alias: str) -> exp.Subquery:
         return exp.Subquery(
