@@ -12,7 +12,7 @@ engine serves synchronous callers (the CLI, tests) through
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,7 @@ from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_ca
 from sharding.coordinator.dispatch import Dispatcher
 from sharding.coordinator.planner import FinalStep, Planner
 from sharding.coordinator.sync_bridge import SyncBridge
+from sharding.coordinator.uploads import UploadedTable, upload_table_info
 
 __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
@@ -135,12 +136,23 @@ class QueryEngine:
     # ------------------------------------------------------------ async API
 
     @asynccontextmanager
-    async def query_async(self, adql_text: str, *, max_rows: int | None = None) -> AsyncIterator[AsyncQueryResult]:
-        """Run a query; yields its columns and an async row stream, valid inside the ``async with``."""
-        translated = self.translate(adql_text, max_rows)
+    async def query_async(
+        self, adql_text: str, *, max_rows: int | None = None, uploads: Sequence[UploadedTable] = ()
+    ) -> AsyncIterator[AsyncQueryResult]:
+        """Run a query; yields its columns and an async row stream, valid inside the ``async with``.
+
+        ``uploads`` are tables the query may read as ``TAP_UPLOAD.<name>``.
+        """
+        if uploads:
+            extended = self.catalog().tables.with_tables(upload_table_info(upload) for upload in uploads)
+            translated = translate(adql_text, extended, max_rows=max_rows)
+        else:
+            translated = self.translate(adql_text, max_rows)
         async with self.dispatcher.coordinator_session() as session:
             planner = Planner(self, session)
             try:
+                if uploads:
+                    await planner.add_uploads(uploads, translated.tree)
                 final = await planner.plan(translated.tree, translated.description)
                 async with self._final_rows(final, session) as rows:
                     yield AsyncQueryResult(translated.columns, rows)
@@ -169,10 +181,12 @@ class QueryEngine:
                 self._bridge = SyncBridge()
             return self._bridge
 
-    def query(self, adql_text: str, *, max_rows: int | None = None) -> QueryResult:
+    def query(
+        self, adql_text: str, *, max_rows: int | None = None, uploads: Sequence[UploadedTable] = ()
+    ) -> QueryResult:
         """Run a query from synchronous code; iterate the result, then close it."""
         bridge = self._sync_bridge()
-        context = self.query_async(adql_text, max_rows=max_rows)
+        context = self.query_async(adql_text, max_rows=max_rows, uploads=uploads)
         result: AsyncQueryResult = bridge.run(context.__aenter__())
 
         async def rows() -> AsyncIterator[tuple[Any, ...]]:

@@ -31,6 +31,7 @@ from sqlglot import exp
 from adql.refs import TableRef
 from dms_db.physical import CHUNK_COLUMN, overlap_table_name
 from sharding.coordinator.failures import unsupported_query
+from sharding.coordinator.materialize import PLACEHOLDER_PREFIX
 
 __all__ = ["CHUNK_LIST_SENTINEL", "LevelLayout", "analyse_level", "chunk_local_select", "level_tables"]
 
@@ -77,14 +78,14 @@ def _owning_select(node: exp.Expr) -> exp.Expr | None:
     return parent
 
 
-def _conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
+def conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
     if condition is None:
         return []
     node = condition.this if isinstance(condition, exp.Where) else condition
     while isinstance(node, exp.Paren):
         node = node.this
     if isinstance(node, exp.And):
-        return [c for part in (node.this, node.expression) for c in _conjuncts(part)]
+        return [c for part in (node.this, node.expression) for c in conjuncts(part)]
     return [node]
 
 
@@ -135,7 +136,7 @@ def _key_link(conjunct: exp.Expr, partitioned: dict[int, TableRef]) -> tuple[Tab
     return left, right
 
 
-def _spoint_owner(node: exp.Expr) -> TableRef | None:
+def spoint_owner(node: exp.Expr) -> TableRef | None:
     """The occurrence whose position ``SPOINT(RADIANS(t.ra), RADIANS(t.dec))`` is, if it is one."""
     if not (isinstance(node, exp.Anonymous) and node.name.upper() == "SPOINT" and len(node.expressions) == 2):
         return None
@@ -150,7 +151,7 @@ def _spoint_owner(node: exp.Expr) -> TableRef | None:
     return owners[0] if owners[0].occurrence == owners[1].occurrence else None
 
 
-def _radius_deg(node: exp.Expr) -> float | None:
+def radius_deg(node: exp.Expr) -> float | None:
     if isinstance(node, exp.Anonymous) and node.name.upper() == "RADIANS" and len(node.expressions) == 1:
         value = node.expressions[0]
         if isinstance(value, exp.Literal) and not value.is_string:
@@ -171,8 +172,8 @@ def _near_link(conjunct: exp.Expr, partitioned: dict[int, TableRef], margin_deg:
             isinstance(circle, exp.Anonymous) and circle.name.upper() == "SCIRCLE" and len(circle.expressions) == 2
         ):
             continue
-        inner, outer = _spoint_owner(point), _spoint_owner(circle.expressions[0])
-        radius = _radius_deg(circle.expressions[1])
+        inner, outer = spoint_owner(point), spoint_owner(circle.expressions[0])
+        radius = radius_deg(circle.expressions[1])
         if inner is None or outer is None or radius is None or inner.occurrence == outer.occurrence:
             continue
         if inner.occurrence not in partitioned or outer.occurrence not in partitioned:
@@ -186,11 +187,11 @@ def _near_link(conjunct: exp.Expr, partitioned: dict[int, TableRef], margin_deg:
 
 def _join_conditions(select: exp.Select) -> list[tuple[exp.Expr, str, exp.Table | None]]:
     """(conjunct, join side, right-hand table) of WHERE and every ON clause."""
-    found = [(c, "", None) for c in _conjuncts(select.args.get("where"))]
+    found = [(c, "", None) for c in conjuncts(select.args.get("where"))]
     for join in select.args.get("joins") or []:
         side = (join.args.get("side") or "").lower()
         right = join.this if isinstance(join.this, exp.Table) else None
-        found += [(c, side, right) for c in _conjuncts(join.args.get("on"))]
+        found += [(c, side, right) for c in conjuncts(join.args.get("on"))]
     return found
 
 
@@ -265,11 +266,21 @@ def analyse_level(select: exp.Select, margin_deg: float) -> LevelLayout:
 
 
 def _kinds_in(node: exp.Expr | None) -> set[str]:
+    """Kinds of the tables under ``node``; rows of nested queries and uploads count as replicated.
+
+    They are sent whole to every worker, so they repeat on each worker just
+    as a replicated table does.
+    """
     if node is None:
         return set()
-    return {
-        ref.table.kind for table in node.find_all(exp.Table) if table._meta and (ref := table.meta.get("table_ref"))
-    }
+    kinds = set()
+    for table in node.find_all(exp.Table):
+        ref = table.meta.get("table_ref") if table._meta else None
+        if ref is not None:
+            kinds.add(ref.table.kind)
+        elif table.name.startswith(PLACEHOLDER_PREFIX):
+            kinds.add("replicated")
+    return kinds
 
 
 def _check_outer_joins(select: exp.Select) -> None:
@@ -286,7 +297,8 @@ def _check_outer_joins(select: exp.Select) -> None:
         other = {"left": right, "right": before, "full": before | right}.get(side, set())
         if "replicated" in preserved and other & set(PARTITIONED_KINDS):
             raise unsupported_query(
-                f"a {side.upper()} OUTER JOIN keeps every row of a replicated table while the partitioned table "
+                f"a {side.upper()} OUTER JOIN keeps every row of a replicated table (or of a subquery or upload) "
+                "while the partitioned table "
                 "it is joined to is spread over the workers, so unmatched rows would repeat once per worker",
                 "put the partitioned table on the preserved side, or use an inner join",
             )
@@ -354,7 +366,7 @@ def _clause_index(select: exp.Select, conjunct: exp.Expr) -> int:
     target_sql = conjunct.sql(dialect="postgres")
     clauses = [select.args.get("where")] + [join.args.get("on") for join in select.args.get("joins") or []]
     for index, clause in enumerate(clauses):
-        if clause is not None and any(c.sql(dialect="postgres") == target_sql for c in _conjuncts(clause)):
+        if clause is not None and any(c.sql(dialect="postgres") == target_sql for c in conjuncts(clause)):
             return index
     raise AssertionError("the positional join condition vanished from the query")
 

@@ -43,6 +43,7 @@ from sharding.coordinator.locality import (
 from sharding.coordinator.materialize import MaterializedRelation, inline_rows, relation_columns
 from sharding.coordinator.pruning import ChunkSet, chunk_set, director_lookup
 from sharding.coordinator.split import split_level
+from sharding.coordinator.uploads import UploadedTable, crossmatch_chunks, store_upload, use_upload_relations
 
 if TYPE_CHECKING:
     from sharding.coordinator.dispatch import Dispatcher
@@ -117,8 +118,18 @@ class Planner:
         self.session = session
         self._serials = itertools.count(1)
         self.relations: dict[str, MaterializedRelation] = {}
+        self.uploads: dict[str, MaterializedRelation] = {}
 
     # ------------------------------------------------------------ phases
+
+    async def add_uploads(self, uploads: Sequence[UploadedTable], tree: exp.Query) -> None:
+        """Store the query's uploaded tables in the session and point ``tree`` at them (in place)."""
+        for upload in uploads:
+            relation = await store_upload(self.session, upload, next(self._serials))
+            self.relations[relation.placeholder] = relation
+            self.uploads[upload.name] = relation
+        if self.uploads:
+            use_upload_relations(tree, self.uploads)
 
     async def plan(self, tree: exp.Query, description: QueryDescription | None) -> FinalStep:
         """Run the nested levels of ``tree`` and return its final step."""
@@ -194,6 +205,17 @@ class Planner:
         if fast is not None:
             return FinalStep(on_coordinator=True, sql=fast)
         chunks = await self._chunk_set(layout, description, layout_info.chunk_order, layout_info.overlap_deg)
+        if self.uploads:
+            matched = await crossmatch_chunks(
+                self.session,
+                select,
+                layout,
+                self.uploads,
+                chunk_order=layout_info.chunk_order,
+                margin_deg=layout_info.overlap_deg,
+            )
+            if matched is not None:
+                chunks = matched if chunks is None else chunks & matched
         chunk_map = self.engine.chunk_map(layout_info.chunk_order)
         placed = chunk_map.placed(chunks)
         split = split_level(select)
