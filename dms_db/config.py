@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -73,6 +73,60 @@ class LocalClusterConfig(BaseModel):
     shared_buffers_mb: int = Field(128, ge=16, description="shared_buffers of each server, in MiB.")
 
 
+class ServiceConfig(BaseModel):
+    """The TAP service: where it listens, its limits, and who may use it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address the TAP service listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the TAP service listens on.")
+    public_url: str | None = Field(
+        None,
+        description=(
+            "Base URL clients reach the service at (e.g. https://data.example.org); "
+            "default: the URL of each request. Used in capabilities and job links."
+        ),
+    )
+    maxrec_default: int = Field(100_000, ge=0, description="Rows a query returns when MAXREC is not given.")
+    maxrec_limit: int = Field(10_000_000, ge=1, description="Largest MAXREC accepted; larger values are lowered to it.")
+    upload_max_bytes: int = Field(
+        20_000_000, ge=1, description="Largest UPLOAD table accepted, in bytes of the uploaded file."
+    )
+    upload_max_rows: int = Field(100_000, ge=1, description="Largest UPLOAD table accepted, in rows.")
+    sync_timeout_s: float = Field(
+        600.0, gt=0, description="Longest a synchronous query may run before it is cancelled, in seconds."
+    )
+    execution_duration_s: int = Field(
+        3600, ge=1, description="Default executionDuration of an async job (its run-time limit), in seconds."
+    )
+    execution_duration_max_s: int = Field(
+        86_400, ge=1, description="Largest executionDuration a client may ask for, in seconds."
+    )
+    destruction_days: float = Field(
+        7.0, gt=0, description="Days an async job and its result are kept before the sweeper deletes them."
+    )
+    running_jobs_limit: int = Field(4, ge=1, description="Async jobs executing at once; more wait in QUEUED.")
+    results_dir: Path | None = Field(
+        None, description="Directory for async results and uploads (default: <local.data_dir>/tap-results)."
+    )
+    auth: Literal["anonymous", "token"] = Field(
+        "anonymous",
+        description="'anonymous': anyone may query; 'token': every request needs a bearer token (dms-db token create).",
+    )
+    tls_certfile: Path | None = Field(None, description="PEM certificate chain; with tls_keyfile, HTTPS.")
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceConfig:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both for HTTPS, or neither")
+        if self.maxrec_default > self.maxrec_limit:
+            raise ValueError("maxrec_default exceeds maxrec_limit; lower the default or raise the limit")
+        if self.execution_duration_s > self.execution_duration_max_s:
+            raise ValueError("execution_duration_s exceeds execution_duration_max_s")
+        return self
+
+
 class DmsConfig(BaseSettings):
     """Top-level configuration of a dms-db deployment."""
 
@@ -113,6 +167,7 @@ class DmsConfig(BaseSettings):
         description="Width of the overlap margin kept around each chunk, in arcseconds.",
     )
     replication: int = Field(1, ge=1, le=8, description="Number of workers that hold each chunk.")
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="The TAP service.")
 
     @field_validator("worker_dsns")
     @classmethod
@@ -134,6 +189,11 @@ class DmsConfig(BaseSettings):
                 "lower replication or add workers"
             )
         return self
+
+    @property
+    def results_dir(self) -> Path:
+        """Where the TAP service keeps async results and uploads."""
+        return self.service.results_dir or self.local.data_dir / "tap-results"
 
     @property
     def uses_local_cluster(self) -> bool:

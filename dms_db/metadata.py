@@ -17,6 +17,8 @@ Coordinator, schema ``dms``:
 * ``chunk_row_count`` rows per table and chunk, so ``COUNT(*)`` needs no scan
 * ``query_log``       every query: who, what, how long, how many rows
 * ``transaction_outcome`` commit decisions of distributed (two-phase) transactions
+* ``uws_job``         TAP async jobs (UWS 1.1): owner, phase, times, parameters, result
+* ``api_token``       bearer tokens of the TAP service (only their SHA-256 is stored)
 
 plus the standard ``TAP_SCHEMA`` tables.
 
@@ -48,6 +50,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from dms_db.tap_schema import define_tap_schema_tables
 
@@ -197,6 +200,58 @@ query_log = Table(
     Column("error", Text),
     CheckConstraint("outcome IN ('running', 'ok', 'error', 'aborted', 'overflow')", name="outcome"),
     Index(None, "started_at"),
+    schema=COORDINATOR_SCHEMA,
+)
+
+UWS_PHASES = (
+    "PENDING",
+    "QUEUED",
+    "EXECUTING",
+    "COMPLETED",
+    "ERROR",
+    "ABORTED",
+    "UNKNOWN",
+    "HELD",
+    "SUSPENDED",
+    "ARCHIVED",
+)
+
+uws_job = Table(
+    "uws_job",
+    coordinator_metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("run_id", Text),
+    Column("phase", String(16), nullable=False, server_default="PENDING"),
+    Column("creation_time", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("start_time", DateTime(timezone=True)),
+    Column("end_time", DateTime(timezone=True)),
+    Column("execution_duration", Integer, nullable=False),
+    Column("destruction_time", DateTime(timezone=True), nullable=False),
+    Column("parameters", JSONB, nullable=False, server_default="{}"),
+    Column("error_type", String(16)),
+    Column("error_summary", Text),
+    Column("result_path", Text),
+    Column("result_media_type", Text),
+    Column("row_count", BigInteger),
+    Column("overflow", Boolean),
+    CheckConstraint("phase IN (" + ", ".join(f"'{p}'" for p in UWS_PHASES) + ")", name="phase"),
+    CheckConstraint("error_type IS NULL OR error_type IN ('transient', 'fatal')", name="error_type"),
+    Index(None, "owner", "creation_time"),
+    Index(None, "destruction_time"),
+    schema=COORDINATOR_SCHEMA,
+)
+
+api_token = Table(
+    "api_token",
+    coordinator_metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("note", Text),
+    _created_at(),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index(None, "owner"),
     schema=COORDINATOR_SCHEMA,
 )
 
