@@ -23,6 +23,7 @@ from dms_db.catalog_service import deploy_schema_file, deploy_shipped_schemas, l
 from dms_db.config import DmsConfig, load_config
 from dms_db.errors import ClusterError, DmsError, SetupError, UserError
 from dms_db.local_cluster import LocalCluster
+from dms_db.topology import Topology
 from loaders.recovery import recover as recover_cluster
 
 EXIT_USER_ERROR = 1
@@ -83,11 +84,22 @@ def _print_status(config: DmsConfig) -> bool:
     return all(node.is_up for node in report)
 
 
+_PYVO_SNIPPET = """\
+import pyvo
+tap = pyvo.dal.TAPService("{url}")
+print(tap.run_sync("SELECT TOP 5 diaObjectId, ra, dec, nDiaSources FROM apdb.DiaObject").to_table())"""
+
+
 @app.command()
 def up(
     workers: Annotated[int | None, typer.Option(help="Number of local workers (default from config).")] = None,
+    sample: Annotated[bool, typer.Option(help="Load a simulated survey into apdb and dr if they are empty.")] = True,
+    objects: Annotated[int, typer.Option(help="Size of the simulated survey (true objects on the sky).")] = 20_000,
+    serve_tap: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve TAP in the foreground afterwards.")
+    ] = True,
 ) -> None:
-    """Bring up the embedded default: local cluster, shipped schemas deployed, status printed."""
+    """Bring up the embedded default: local cluster, schemas, a simulated survey and the TAP service."""
     try:
         config = _config()
         if workers is not None:
@@ -98,11 +110,122 @@ def up(
         for report in deploy_shipped_schemas(config):
             verb = "deployed" if report.created else "already deployed"
             console.print(f"schema [bold]{report.schema_name}[/] {verb} ({len(report.tables)} tables)")
+        if sample:
+            _load_sample_survey(config, topology, objects)
         healthy = _print_status(config)
     except DmsError as exc:
         raise _fail(exc) from None
     if not healthy:
         raise typer.Exit(EXIT_NOT_READY)
+    if serve_tap:
+        _serve(config, topology)
+
+
+def _load_sample_survey(config: DmsConfig, topology: Topology, objects: int) -> None:
+    from loaders.simulate import SimulationConfig, simulate_survey
+    from loaders.survey_load import load_survey
+
+    with psycopg.connect(topology.coordinator.dsn) as conn:
+        loaded = conn.execute(
+            "SELECT COALESCE(SUM(row_count), 0) FROM dms.chunk_row_count WHERE schema_name IN ('apdb', 'dr')"
+        ).fetchone()
+    if loaded and loaded[0]:
+        console.print(f"sample survey already loaded ({int(loaded[0]):,} rows in apdb and dr)")
+        return
+    with console.status(f"simulating a survey of {objects:,} objects..."):
+        survey = simulate_survey(SimulationConfig(n_objects=objects))
+    with console.status("loading the simulated survey..."):
+        reports = load_survey(topology, survey, replication=config.replication)
+    console.print(f"sample survey loaded: {sum(r.rows for r in reports):,} rows in {len(reports)} tables")
+
+
+def _serve(config: DmsConfig, topology: Topology | None = None) -> None:
+    from api.tap.server import serve, service_url
+
+    url = service_url(config)
+    console.print(f"\nTAP service on [bold]{url}[/] (Ctrl-C stops it; the cluster keeps running). Try:\n")
+    console.print(_PYVO_SNIPPET.format(url=url), highlight=False, markup=False)
+    serve(config, topology=topology)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default from config: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default from config: 8000).")] = None,
+) -> None:
+    """Serve TAP for an existing cluster (local or remote), in the foreground."""
+    try:
+        config = _config()
+        changes = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        if changes:
+            config = config.model_copy(update={"service": config.service.model_copy(update=changes)})
+        topology = cluster_service.resolve_topology(config)
+        migration_support.ensure_schema_current(topology)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    _serve(config, topology)
+
+
+token_app = typer.Typer(help="Bearer tokens of the TAP service (auth = 'token').", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    owner: Annotated[str, typer.Argument(help="User the token acts for; owns its async jobs.")],
+    note: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+    days: Annotated[float | None, typer.Option(help="Expire after this many days (default: never).")] = None,
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    from datetime import UTC, datetime, timedelta
+
+    from dms_db.tokens import create_token
+
+    try:
+        topology = cluster_service.resolve_topology(_config())
+        expires = datetime.now(UTC) + timedelta(days=days) if days else None
+        with psycopg.connect(topology.coordinator.dsn, autocommit=True) as conn:
+            issued = create_token(conn, owner, note=note, expires_at=expires)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    errors.print(f"token for {issued.owner} (shown once; send it as 'Authorization: Bearer <token>'):")
+    console.print(issued.secret, highlight=False, markup=False)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[str | None, typer.Argument(help="The token to revoke.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Revoke every token of this owner instead.")] = None,
+) -> None:
+    """Revoke one token, or every token of an owner."""
+    from dms_db.tokens import revoke_tokens
+
+    try:
+        topology = cluster_service.resolve_topology(_config())
+        with psycopg.connect(topology.coordinator.dsn, autocommit=True) as conn:
+            count = revoke_tokens(conn, owner=owner, secret=token)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    console.print(f"revoked {count} token{'s' if count != 1 else ''}")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (owner, note, dates; never the secrets)."""
+    from dms_db.tokens import list_tokens
+
+    try:
+        topology = cluster_service.resolve_topology(_config())
+        with psycopg.connect(topology.coordinator.dsn) as conn:
+            tokens = list_tokens(conn)
+    except DmsError as exc:
+        raise _fail(exc) from None
+    table = Table(title="TAP tokens")
+    for heading in ("owner", "note", "created", "expires", "revoked"):
+        table.add_column(heading)
+    for owner, note, created, expires, revoked in tokens:
+        table.add_row(owner, note or "", f"{created:%Y-%m-%d %H:%M}", str(expires or ""), str(revoked or ""))
+    console.print(table)
 
 
 @cluster_app.command("init")

@@ -2,8 +2,9 @@
 
 Rows arrive from the engine as Python tuples; they are grouped into Arrow
 record batches whose schema comes from the result's column metadata (not
-inferred from the values, so an all-NULL batch keeps its type), and written
-with pyarrow's CSV and Parquet writers.  Memory holds one batch, whatever the
+inferred from the values, so an all-NULL batch keeps its type; the conversion
+is shared with the TAP service's writers in :mod:`api.tap.formats.arrow`), and
+written with pyarrow's CSV and Parquet writers.  Memory holds one batch, whatever the
 result size.
 """
 
@@ -19,52 +20,19 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from adql import ResultColumn
+from api.tap.formats.arrow import arrow_batch, arrow_schema, arrow_type
 from dms_db.errors import UserError
 
-__all__ = ["FILE_FORMATS", "arrow_schema", "record_batches", "result_file_format", "write_result_file"]
+__all__ = [
+    "FILE_FORMATS",
+    "arrow_schema",
+    "arrow_type",
+    "record_batches",
+    "result_file_format",
+    "write_result_file",
+]
 
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet"}
-
-_SCALARS: dict[str, pa.DataType] = {
-    "boolean": pa.bool_(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "unsignedByte": pa.uint8(),
-}
-
-
-def arrow_type(column: ResultColumn) -> pa.DataType:
-    """The Arrow type of a result column (arrays for geometry, text for characters)."""
-    if column.xtype == "timestamp":
-        return pa.timestamp("us")
-    scalar = _SCALARS.get(column.datatype)
-    if scalar is None:
-        return pa.string()
-    if column.arraysize and column.datatype not in ("char", "unicodeChar"):
-        return pa.list_(scalar)
-    return scalar
-
-
-def arrow_schema(columns: Iterable[ResultColumn]) -> pa.Schema:
-    """The Arrow schema of a result, with units, UCDs and descriptions as field metadata."""
-    fields = []
-    for column in columns:
-        metadata = {
-            k: v for k, v in (("unit", column.unit), ("ucd", column.ucd), ("description", column.description)) if v
-        }
-        fields.append(pa.field(column.name, arrow_type(column), metadata=metadata or None))
-    return pa.schema(fields)
-
-
-def _column_array(values: list[Any], data_type: pa.DataType) -> pa.Array:
-    if pa.types.is_string(data_type):
-        values = [None if v is None else str(v) for v in values]
-    elif pa.types.is_timestamp(data_type):
-        values = [None if v is None else v.replace(tzinfo=None) if hasattr(v, "replace") else v for v in values]
-    return pa.array(values, type=data_type)
 
 
 def record_batches(
@@ -74,8 +42,7 @@ def record_batches(
     schema = arrow_schema(columns)
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, batch_rows)):
-        arrays = [_column_array([row[i] for row in chunk], field.type) for i, field in enumerate(schema)]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        yield arrow_batch(schema, chunk)
 
 
 def result_file_format(path: Path) -> str:

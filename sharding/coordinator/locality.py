@@ -151,13 +151,60 @@ def spoint_owner(node: exp.Expr) -> TableRef | None:
     return owners[0] if owners[0].occurrence == owners[1].occurrence else None
 
 
+def constant_number(node: exp.Expr) -> float | None:
+    """The value PostgreSQL gives constant arithmetic (``5.0 / 3600``, ``-(1 + 2) * 0.5``), or None.
+
+    Integer operands divide as integers, as in PostgreSQL (``5 / 3600`` is 0).
+
+    >>> from sqlglot import parse_one
+    >>> [constant_number(parse_one(text)) for text in ("(5.0 / 3600) * 3600", "7 / 2", "a / 2")]
+    [5.0, 3.0, None]
+    """
+    found = _constant(node)
+    return None if found is None else float(found[0])
+
+
+def _constant(node: exp.Expr) -> tuple[float | int, bool] | None:
+    """(value, is_integer) of constant arithmetic."""
+    if isinstance(node, exp.Paren):
+        return _constant(node.this)
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return None
+        text = str(node.this)
+        is_integer = text.lstrip("-").isdigit()
+        return (int(text) if is_integer else float(text)), is_integer
+    if isinstance(node, exp.Neg):
+        inner = _constant(node.this)
+        return None if inner is None else (-inner[0], inner[1])
+    if isinstance(node, exp.Cast):
+        inner = _constant(node.this)
+        return None if inner is None else (float(inner[0]), False)
+    if not isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div):
+        return None
+    left, right = _constant(node.this), _constant(node.expression)
+    if left is None or right is None:
+        return None
+    both_integer = left[1] and right[1]
+    a, b = left[0], right[0]
+    if isinstance(node, exp.Add):
+        return a + b, both_integer
+    if isinstance(node, exp.Sub):
+        return a - b, both_integer
+    if isinstance(node, exp.Mul):
+        return a * b, both_integer
+    if b == 0:
+        return None
+    if both_integer:
+        quotient = abs(int(a)) // abs(int(b))
+        return (quotient if (a >= 0) == (b >= 0) else -quotient), True
+    return a / b, False
+
+
 def radius_deg(node: exp.Expr) -> float | None:
+    """The radius in degrees of ``RADIANS(r)`` when ``r`` is a constant."""
     if isinstance(node, exp.Anonymous) and node.name.upper() == "RADIANS" and len(node.expressions) == 1:
-        value = node.expressions[0]
-        if isinstance(value, exp.Literal) and not value.is_string:
-            return float(value.this)
-        if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal):
-            return -float(value.this.this)
+        return constant_number(node.expressions[0])
     return None
 
 

@@ -75,10 +75,12 @@ def test_stop_then_start(local_cluster: LocalCluster) -> None:
 
 def test_up_brings_up_the_embedded_default_twice_without_harm(local_cluster: LocalCluster) -> None:
     env = _cli_env(local_cluster)
-    first = CliRunner().invoke(app, ["up"], env=env)
+    first = CliRunner().invoke(app, ["up", "--no-serve", "--objects", "400"], env=env)
     assert first.exit_code == 0, first.output
     assert "schema apdb" in first.output and "schema dr" in first.output
-    again = CliRunner().invoke(app, ["up"], env=env)
+    again = CliRunner().invoke(app, ["up", "--no-serve"], env=env)
     assert again.exit_code == 0, again.output
+    assert "sample survey loaded" in first.output
     assert "apdb already deployed" in again.output.replace("[bold]", "").replace("[/]", "")
+    assert "sample survey already loaded" in again.output
     assert "Traceback" not in first.output + again.output

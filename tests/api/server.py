@@ -1,0 +1,38 @@
+"""A real uvicorn server running the TAP app in a background thread, for end-to-end tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from api.tap.app import create_app
+from dms_db.config import DmsConfig
+from dms_db.ports import free_port_block
+from dms_db.topology import Topology
+
+
+@contextmanager
+def running_service(config: DmsConfig, topology: Topology) -> Iterator[str]:
+    """Serve the TAP app on a free local port; yields its base URL (``http://127.0.0.1:PORT/tap``)."""
+    port = free_port_block(1, start=41000)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config, topology=topology), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name=f"tap-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the TAP service did not start (see the log above)")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the TAP service did not start within 60 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/tap"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
