@@ -84,9 +84,12 @@ def tap_router() -> APIRouter:
         parameters = await read_parameters(request)
         tap_request = query_request(parameters, maxrec_default=limits.maxrec_default, maxrec_limit=limits.maxrec_limit)
         result_format = resolve_format(tap_request.format)
-        uploads = await read_uploads(
-            parameters, tap_request.uploads, max_bytes=limits.upload_max_bytes, max_rows=limits.upload_max_rows
-        )
+        try:
+            uploads = await read_uploads(
+                parameters, tap_request.uploads, max_bytes=limits.upload_max_bytes, max_rows=limits.upload_max_rows
+            )
+        finally:
+            await request.close()  # the uploads are in memory now; drop the multipart temp files
         opened = await open_query(
             service, tap_request, result_format, uploads=uploads, owner=owner, time_limit_s=limits.sync_timeout_s
         )

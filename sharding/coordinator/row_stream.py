@@ -34,6 +34,7 @@ class StreamSink:
         await execution.learn_columns(conn, cursor)
         if execution.plan.describe_only:
             self._deliver_first(execution, attempt, [])
+            await cursor.close()
             return
         while not execution.closing:
             rows = await cursor.fetchmany(self.batch_rows)
@@ -43,7 +44,10 @@ class StreamSink:
                 await attempt.batches.put(rows)
                 execution.notify()
             if len(rows) < self.batch_rows:
-                return
+                break
+        # Closed here on the normal paths; after an error or a cancellation the
+        # transaction's end closes the portal on the server anyway.
+        await cursor.close()
 
     @staticmethod
     def _deliver_first(execution: Execution, attempt: Attempt, rows: list[tuple]) -> None:

@@ -70,7 +70,7 @@ def uws_router() -> APIRouter:
     async def list_jobs(request: Request, owner: Owner) -> Response:
         parameters = await read_parameters(request)
         after = parameters.get("after")
-        jobs = await jobs_of(request).store.list(
+        jobs = await jobs_of(request).list_jobs(
             owner,
             phases=[_phase_name(value) for value in parameters.all("phase")],
             after=parse_time(after, "AFTER") if after is not None else None,

@@ -26,6 +26,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -96,6 +97,7 @@ class JobManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancellable: set[str] = set()
         self._changes: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -133,6 +135,12 @@ class JobManager:
         if job is None:
             raise NotFoundError(f"there is no job {job_id}", hint="the jobs you own are listed at /tap/async")
         return job
+
+    async def list_jobs(
+        self, owner: str, *, phases: Sequence[str] = (), after: datetime | None = None, last: int | None = None
+    ) -> list[Job]:
+        """The owner's jobs, newest first (UWS 1.1 filters PHASE, AFTER, LAST)."""
+        return await self.store.list_jobs(owner, phases=phases, after=after, last=last)
 
     async def create(self, owner: str, parameters: TapParameters) -> Job:
         """Check the parameters, keep the uploaded tables, store a PENDING job, and queue it on PHASE=RUN."""
@@ -257,20 +265,28 @@ class JobManager:
         ``phase`` is given, only while the job is in that phase.
         """
         deadline = time.monotonic() + min(wait_s, WAIT_LIMIT_S)
-        changed = self._changes.setdefault(job_id, asyncio.Event())
         job = await self.get(job_id, owner)
         if job.phase not in ACTIVE_PHASES or (phase is not None and job.phase != phase):
             return job
         initial = job.phase
-        while job.phase == initial and not self._stopping:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=min(remaining, POLL_S))
-            changed = self._changes.setdefault(job_id, asyncio.Event())
-            job = await self.get(job_id, owner)
-        return job
+        self._waiting[job_id] = self._waiting.get(job_id, 0) + 1
+        try:
+            while True:
+                # Take the event before reading the job, so that no change falls in between.
+                changed = self._changes.setdefault(job_id, asyncio.Event())
+                job = await self.get(job_id, owner)
+                remaining = deadline - time.monotonic()
+                if job.phase != initial or remaining <= 0 or self._stopping:
+                    return job
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=min(remaining, POLL_S))
+        finally:
+            self._waiting[job_id] -= 1
+            if not self._waiting[job_id]:
+                # The last waiter of a job leaves: drop its event, so that asking for
+                # many jobs does not accumulate events.
+                del self._waiting[job_id]
+                self._changes.pop(job_id, None)
 
     # -- execution --------------------------------------------------------------------------------
 
@@ -291,7 +307,13 @@ class JobManager:
                 self._cancellable.discard(job_id)
                 await self._cancelled(job_id)
                 raise
+            except Exception as exc:  # the coordinator failed between phases
+                self._cancellable.discard(job_id)
+                outcome = _failure(exc)
             await self._finish(job_id, outcome)
+        except Exception:
+            # Left QUEUED or EXECUTING, the job becomes ERROR at the next sweep (its lock is released below).
+            log.exception("the outcome of async job %s could not be stored", job_id)
         finally:
             self._cancellable.discard(job_id)
             await self._locks.release(job_id)
@@ -363,7 +385,7 @@ class JobManager:
         else:
             done = await self.store.change(
                 job_id,
-                phases=["EXECUTING"],
+                phases=RUNNING_PHASES,
                 phase="ERROR",
                 end_time=utc_now(),
                 error_type=outcome.error_type,
@@ -377,6 +399,13 @@ class JobManager:
 
     async def _cancelled(self, job_id: str) -> None:
         """A job task was cancelled: by an ABORT (already stored), a deletion, or the service stopping."""
+        try:
+            await self._store_cancellation(job_id)
+        except Exception:
+            log.exception("the end of cancelled async job %s could not be stored", job_id)
+        await asyncio.to_thread(self.files.remove_results, job_id)
+
+    async def _store_cancellation(self, job_id: str) -> None:
         if self._stopping:
             await self.store.change(
                 job_id,
@@ -388,7 +417,6 @@ class JobManager:
             )
         else:
             await self.store.change(job_id, phases=RUNNING_PHASES, phase="ABORTED", end_time=utc_now())
-        await asyncio.to_thread(self.files.remove_results, job_id)
 
     def _cancel(self, job_id: str) -> None:
         if job_id in self._cancellable:

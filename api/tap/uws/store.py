@@ -143,7 +143,7 @@ class JobStore:
             return None
         return job
 
-    async def list(
+    async def list_jobs(
         self, owner: str, *, phases: Sequence[str] = (), after: datetime | None = None, last: int | None = None
     ) -> list[Job]:
         """The owner's jobs, newest first, filtered as UWS 1.1 section 2.2.2.1 says.
