@@ -206,6 +206,13 @@ class _Checker:
                 raise self.fail(
                     AdqlSyntaxError, "'*' cannot be combined with other columns", projection, "use t.* instead"
                 )
+        group = node.args.get("group")
+        if group is not None and not any(
+            group.args.get(key) for key in ("expressions", "grouping_sets", "cube", "rollup")
+        ):
+            raise self.fail(
+                AdqlSyntaxError, "GROUP BY names no column", group, "list the columns to group by, or drop GROUP BY"
+            )
         distinct = node.args.get("distinct")
         if distinct is not None and (distinct.expressions or distinct.args.get("on")):
             raise self.fail(AdqlUnsupportedError, "DISTINCT ON is not ADQL", distinct, "use GROUP BY")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make this machine able to run dms-db: Debian packages (PostgreSQL 15 and
-# pgSphere) and a virtual environment in .venv with dms-db and its test tools.
+# Make this machine able to run dms-db: Debian packages (PostgreSQL 15,
+# pgSphere, and stilts, whose taplint validates the TAP service in the tests)
+# and a virtual environment in .venv with dms-db and its test tools.
 # Idempotent and quiet when everything is already there.  Sourced by
 # scripts/start and scripts/test.
 set -euo pipefail
@@ -8,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
-DEB_PACKAGES=(postgresql-15 postgresql-15-pgsphere)
+DEB_PACKAGES=(postgresql-15 postgresql-15-pgsphere stilts)
 
 missing_debs=()
 for pkg in "${DEB_PACKAGES[@]}"; do

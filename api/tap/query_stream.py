@@ -9,6 +9,11 @@ rows in memory at a time, whatever the result size.
 
 MAXREC is enforced by asking the engine for MAXREC + 1 rows: if the extra
 row arrives, the result is truncated and marked ``OVERFLOW``.
+
+The first batch also settles how text columns are declared: a ``char``
+column (what TAP_SCHEMA says of catalog text) stays ``char`` when that batch
+is the whole result and all its values are ASCII, and becomes
+``unicodeChar`` otherwise (:func:`api.tap.formats.vouched_text_columns`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adql import ResultColumn
-from api.tap.formats import ResultFormat, ResultInfo
+from api.tap.formats import ResultFormat, ResultInfo, vouched_text_columns
 from api.tap.params import QueryRequest
 from api.tap.service import TapService
 from dms_db.errors import DmsError, QueryTimeoutError
@@ -160,7 +165,7 @@ async def open_query(
             ) from None
         raise
     return OpenQuery(
-        columns=tuple(result.columns),
+        columns=vouched_text_columns(result.columns, first, complete=exhausted),
         result_format=result_format,
         maxrec=request.maxrec,
         deadline=deadline,

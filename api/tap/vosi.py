@@ -45,10 +45,11 @@ def _text(tag: str, value: object | None) -> str:
     return "" if value is None or value == "" else f"<{tag}>{escape(str(value))}</{tag}>"
 
 
-def _interface(url: str, *, role: str | None = None, params: Sequence[str] = ()) -> str:
+def _interface(url: str, *, role: str | None = None, version: str | None = None, params: Sequence[str] = ()) -> str:
     role_attr = f" role={quoteattr(role)}" if role else ""
+    version_attr = f" version={quoteattr(version)}" if version else ""
     return (
-        f'<interface xsi:type="vs:ParamHTTP"{role_attr}>'
+        f'<interface xsi:type="vs:ParamHTTP"{role_attr}{version_attr}>'
         f'<accessURL use="base">{escape(url)}</accessURL>' + "".join(params) + "</interface>"
     )
 
@@ -78,7 +79,9 @@ def capabilities_document(base_url: str, config: ServiceConfig) -> bytes:
     retention = int(config.destruction_days * 86400)
     tap = (
         '<capability standardID="ivo://ivoa.net/std/TAP" xsi:type="tr:TableAccess">'
-        + _interface(base_url, role="std")
+        # TAP 1.1 section 2: version="1.1" on the standard interface tells clients (and validators) which TAP
+        # they talk to; without it they assume 1.0 (and, for instance, send REQUEST=doQuery).
+        + _interface(base_url, role="std", version="1.1")
         + "<language><name>ADQL</name>"
         + "".join(languages)
         + _text("description", ADQL_LANGUAGE.description)
@@ -190,8 +193,11 @@ async def read_table_descriptions(conn: psycopg.AsyncConnection) -> list[TableDe
             ColumnDescription(*values[:8], bool(values[8]), bool(values[9]), bool(values[10]))
         )
     pairs: dict[str, list[tuple[str, str]]] = {}
+    # No ORDER BY: the column pairs of a key stay in stored order (the order of the Felis constraint), which is
+    # also the order an ADQL query on TAP_SCHEMA.key_columns returns them in; sorting by key_id alone would
+    # shuffle the pairs of a multi-column key and make /tables disagree with TAP_SCHEMA.
     for key_id, from_column, target_column in await (
-        await conn.execute('SELECT key_id, from_column, target_column FROM "TAP_SCHEMA".key_columns ORDER BY key_id')
+        await conn.execute('SELECT key_id, from_column, target_column FROM "TAP_SCHEMA".key_columns')
     ).fetchall():
         pairs.setdefault(key_id, []).append((from_column, target_column))
     keys: dict[str, list[ForeignKeyDescription]] = {}

@@ -24,6 +24,7 @@ from dms_db.topology import Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
 from sharding.coordinator.dispatch import Dispatcher
+from sharding.coordinator.failures import coordinator_error
 from sharding.coordinator.planner import FinalStep, Planner
 from sharding.coordinator.sync_bridge import SyncBridge
 from sharding.coordinator.uploads import UploadedTable, upload_table_info
@@ -153,7 +154,10 @@ class QueryEngine:
             try:
                 if uploads:
                     await planner.add_uploads(uploads, translated.tree)
-                final = await planner.plan(translated.tree, translated.description)
+                try:
+                    final = await planner.plan(translated.tree, translated.description)
+                except psycopg.Error as exc:
+                    raise coordinator_error(exc) from None
                 async with self._final_rows(final, session) as rows:
                     yield AsyncQueryResult(translated.columns, rows)
             finally:
@@ -223,10 +227,19 @@ async def _rows_of(stream: Any) -> AsyncIterator[tuple[Any, ...]]:
 async def _coordinator_rows(session: psycopg.AsyncConnection, sql_text: str) -> AsyncIterator[Any]:
     """Stream a merge query's rows from the coordinator with a server-side cursor."""
     async with session.transaction(), session.cursor(name="dms_final") as cursor:
-        await cursor.execute(sql_text)
+        try:
+            await cursor.execute(sql_text)
+        except psycopg.Error as exc:
+            raise coordinator_error(exc) from None
 
         async def rows() -> AsyncIterator[tuple[Any, ...]]:
-            while batch := await cursor.fetchmany(5000):
+            while True:
+                try:
+                    batch = await cursor.fetchmany(5000)
+                except psycopg.Error as exc:
+                    raise coordinator_error(exc) from None
+                if not batch:
+                    return
                 for row in batch:
                     yield row
 

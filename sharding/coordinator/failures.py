@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import psycopg
 
 from adql.errors import AdqlUnsupportedError
-from dms_db.errors import NodeUnavailableError, QueryExecutionError, QueryTimeoutError
+from dms_db.errors import DmsError, NodeUnavailableError, QueryExecutionError, QueryTimeoutError
 
 #: SQLSTATE classes that say the node, not the query, failed: connection
 #: exceptions, transaction rollback (serialisation, deadlock), insufficient
@@ -67,6 +67,20 @@ def query_error(exc: psycopg.Error) -> QueryExecutionError:
     if diag.message_detail:
         message = f"{message}: {diag.message_detail}"
     return QueryExecutionError(message, sqlstate=exc.sqlstate, hint=diag.message_hint)
+
+
+def coordinator_error(exc: psycopg.Error) -> DmsError:
+    """The error a caller sees for a statement that failed on the coordinator itself.
+
+    A rejected statement is the query's fault (:class:`QueryExecutionError`);
+    anything else means the coordinator could not be used.
+    """
+    if is_node_fault(exc):
+        return NodeUnavailableError(
+            f"the coordinator database failed during the query: {one_line(exc)}",
+            hint="check 'dms-db cluster status' and run the query again",
+        )
+    return query_error(exc)
 
 
 def one_line(exc: BaseException) -> str:

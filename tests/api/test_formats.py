@@ -50,6 +50,7 @@ from api.tap.formats import (
     UnknownFormatError,
     resolve_format,
     votable_error_document,
+    vouched_text_columns,
 )
 from api.tap.formats.parquet import ParquetWriter
 from dms_db.errors import UserError
@@ -115,8 +116,12 @@ def encode(
     batch: int | None = None,
     overflow: bool = False,
 ) -> bytes:
-    """The whole output of a format, the rows given in batches of ``batch`` (all at once by default)."""
-    writer = resolve_format(name).writer(columns, INFO)
+    """The whole output of a format, the rows given in batches of ``batch`` (all at once by default).
+
+    The columns are declared as the service declares them for a result it holds whole: ``char`` text stays
+    ``char`` only if it is all ASCII.
+    """
+    writer = resolve_format(name).writer(vouched_text_columns(columns, rows, complete=True), INFO)
     try:
         size = batch or max(len(rows), 1)
         parts = [writer.begin()]
@@ -207,6 +212,7 @@ def test_votable_values_and_metadata(name: str) -> None:
         ("double", "*", "polygon"),
     ]
     assert (fields[6].datatype, fields[6].arraysize) == ("unicodeChar", "*"), "char in VOTable 1.4 is ASCII only"
+    assert (fields[13].datatype, fields[13].arraysize) == ("char", "*"), "ASCII text keeps its declared char"
     assert fields[13].arraysize == "*", "a char column without arraysize must not be cut to one character"
 
 
@@ -250,6 +256,26 @@ def test_binary2_null_flags_and_counts_decoded_by_hand() -> None:
         decoded.append((flags, text, number if not flags & 0x40 else None))
     assert offset == len(stream)
     assert decoded == [(0x00, "", 1), (0xC0, "", None), (0x00, "Ω", -2)]
+
+
+@pytest.mark.parametrize("name", ["votable", "votable-binary2"])
+def test_char_text_stays_char_only_when_known_to_be_ascii(name: str) -> None:
+    """TAP_SCHEMA declares catalog text char; a result keeps that type unless a value (or the unknown rest) forbids."""
+    columns = (ResultColumn("band", "char", arraysize="*"), ResultColumn("n", "int"))
+    ascii_rows = [("g", 1), (None, 2), ("", 3)]
+    votable, rows = votable_rows(encode(name, ascii_rows, columns))
+    assert [f.datatype for f in votable.get_first_table().fields] == ["char", "int"]
+    assert rows == [["g", 1], ["", 2], ["", 3]]
+    streamed = vouched_text_columns(columns, ascii_rows, complete=False)
+    assert [c.datatype for c in streamed] == ["unicodeChar", "int"], "the rest of a stream is unknown"
+    votable, rows = votable_rows(encode(name, [("Ω", 1)], columns))
+    assert [f.datatype for f in votable.get_first_table().fields] == ["unicodeChar", "int"]
+    assert rows == [["Ω", 1]]
+
+
+def test_binary2_char_is_one_byte_per_character() -> None:
+    writer = resolve_format("votable-binary2").writer([ResultColumn("band", "char", arraysize="*")], INFO)
+    assert writer.encode_rows([("gr",)]) == b"\x00" + struct.pack(">i", 2) + b"gr"  # type: ignore[attr-defined]
 
 
 def test_field_ids_are_unique_xml_names() -> None:

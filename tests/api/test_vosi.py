@@ -29,6 +29,8 @@ def test_capabilities_list_tap_vosi_and_examples_with_formats_and_limits(tap_url
         "ivo://ivoa.net/std/VOSI#tables",
         "ivo://ivoa.net/std/DALI#examples",
     } <= standards
+    tap_interface = root.find("capability[@standardID='ivo://ivoa.net/std/TAP']/interface")
+    assert (tap_interface.get("role"), tap_interface.get("version")) == ("std", "1.1"), "clients assume 1.0 without it"
     service = pyvo.dal.TAPService(tap_url)
     tap = next(c for c in service.capabilities if c.standardid == "ivo://ivoa.net/std/TAP")
     mimes = {f.mime for f in tap.outputformats}

@@ -8,6 +8,7 @@ Each format streams a result in bounded memory: the service asks
 
 from .base import ResultFormat, ResultInfo, ResultWriter
 from .registry import DEFAULT_FORMAT, FORMATS, UnknownFormatError, resolve_format
+from .values import vouched_text_columns
 from .votable import votable_error_document
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "UnknownFormatError",
     "resolve_format",
     "votable_error_document",
+    "vouched_text_columns",
 ]

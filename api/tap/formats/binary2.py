@@ -15,13 +15,16 @@ next one, so the output does not depend on how the rows were batched.  The
 lines are cut with numpy rather than ``base64.encodebytes``, whose Python loop
 per line would cost more than the encoding.
 
-Text is declared ``unicodeChar`` and written as UTF-16 (big-endian), with
-arraysize ``*`` (a character outside the Basic Multilingual Plane takes two
-UTF-16 units, so a declared maximum could be exceeded): astropy, and with it
-pyvo, decodes ``char`` in binary serializations as ASCII and would fail on "Ω
-Cen" or "Béla", and a stream cannot know in advance that a column will stay
-ASCII.  Timestamps are ASCII and stay ``char``.  NULLs of every type
-are expressed only by the bitmap, so no magic values are needed.
+Text keeps its declared type, with arraysize ``*`` (a character outside the
+Basic Multilingual Plane takes two UTF-16 units, so a declared maximum could
+be exceeded).  ``unicodeChar`` is written as UTF-16 (big-endian).  ``char``
+is one byte per character: the service declares ``char`` only for text it
+knows to be ASCII (:func:`.values.vouched_text_columns`), because astropy, and
+with it pyvo, decodes ``char`` in binary serializations as ASCII and would
+fail on "Ω Cen" or "Béla".  A writer given non-ASCII ``char`` anyway writes
+UTF-8, which is what VOTable 1.6 is to make ``char`` mean.  Timestamps are
+ASCII and stay ``char``.  NULLs of every type are expressed only by the
+bitmap, so no magic values are needed.
 """
 
 from __future__ import annotations
@@ -63,9 +66,9 @@ VariableValues = Callable[[tuple[Any, ...]], tuple[Any, list[bytes]]]
 
 
 def binary2_field_type(layout: ColumnLayout) -> tuple[str, str | None]:
-    """The datatype and arraysize a BINARY2 FIELD declares (text becomes ``unicodeChar``)."""
+    """The datatype and arraysize a BINARY2 FIELD declares (text: its ``char`` or ``unicodeChar``, any length)."""
     if layout.kind is Kind.TEXT:
-        return "unicodeChar", "*"
+        return layout.datatype, "*"
     if layout.kind is Kind.TIMESTAMP:
         return "char", "*"
     if layout.kind is Kind.VARIABLE_ARRAY:
@@ -84,9 +87,14 @@ def _fixed_values(layout: ColumnLayout) -> FixedValues:
     return lambda values, nulls: [0 if v is None else v for v in values] if nulls else values
 
 
-def _text_values(values: tuple[Any, ...]) -> tuple[Any, list[bytes]]:
+def _unicode_values(values: tuple[Any, ...]) -> tuple[Any, list[bytes]]:
     encoded = [b"" if v is None else (v if type(v) is str else str(v)).encode("utf_16_be") for v in values]
     return np.fromiter(map(len, encoded), np.int32, len(encoded)) >> 1, encoded
+
+
+def _char_values(values: tuple[Any, ...]) -> tuple[Any, list[bytes]]:
+    encoded = [b"" if v is None else (v if type(v) is str else str(v)).encode() for v in values]
+    return np.fromiter(map(len, encoded), np.int32, len(encoded)), encoded
 
 
 def _timestamp_values(values: tuple[Any, ...]) -> tuple[Any, list[bytes]]:
@@ -148,7 +156,7 @@ class Binary2Writer:
             if layout.kind in (Kind.TEXT, Kind.TIMESTAMP, Kind.VARIABLE_ARRAY):
                 segment.fields.append((f"n{index}", ">i4"))
                 if layout.kind is Kind.TEXT:
-                    encode: VariableValues = _text_values
+                    encode: VariableValues = _unicode_values if layout.datatype == "unicodeChar" else _char_values
                 elif layout.kind is Kind.TIMESTAMP:
                     encode = _timestamp_values
                 else:

@@ -5,14 +5,23 @@ timestamp, fixed or variable array?) and the same text forms of values: ISO
 8601 timestamps in UTC without an offset, arrays as space-separated numbers,
 NaN and the infinities spelled the way the target format's readers expect.
 They live here so that the formats agree with each other.
+
+Text is declared as its metadata says when the service can vouch for it:
+TAP_SCHEMA declares catalog text ``char`` (ASCII in VOTable 1.4 and 1.5), and
+clients compare result FIELDs with TAP_SCHEMA, so a ``char`` column stays
+``char`` whenever every one of its values is known to be ASCII.  When they are
+not known (the result streams beyond its first batch) or are not ASCII, the
+column becomes ``unicodeChar``: astropy, and with it pyvo, decodes ``char`` in
+BINARY2 as ASCII and would fail on a whole table for one "Béla".  See
+:func:`vouched_text_columns`.
 """
 
 from __future__ import annotations
 
 import datetime
 import enum
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from adql import ResultColumn
@@ -27,6 +36,7 @@ __all__ = [
     "plain_text",
     "timestamp_text",
     "unique_names",
+    "vouched_text_columns",
 ]
 
 NUMERIC_DATATYPES = frozenset({"short", "int", "long", "float", "double", "unsignedByte"})
@@ -98,6 +108,43 @@ def column_layout(column: ResultColumn) -> ColumnLayout:
     if arraysize.isdigit():
         return ColumnLayout(column, Kind.FIXED_ARRAY, datatype, int(arraysize))
     return ColumnLayout(column, Kind.VARIABLE_ARRAY, datatype)
+
+
+def vouched_text_columns(
+    columns: Sequence[ResultColumn], rows: Sequence[tuple[Any, ...]], *, complete: bool
+) -> tuple[ResultColumn, ...]:
+    """The columns as a result declares them: ``char`` text stays ``char`` only if all its values are ASCII.
+
+    ``rows`` are the rows in hand before the first byte is written and
+    ``complete`` says whether they are the whole result.  A text column
+    declared ``char`` (or of a type written as text) becomes ``unicodeChar``
+    unless the result is complete and each of its values is ASCII; every
+    other column is returned unchanged.  The declared type then holds for
+    every value, in every serialization, and a result that can be checked
+    (every small one) keeps the type TAP_SCHEMA declares.
+
+    Examples
+    --------
+    >>> columns = [ResultColumn("band", "char", arraysize="*"), ResultColumn("n", "int")]
+    >>> [c.datatype for c in vouched_text_columns(columns, [("g", 1), (None, 2)], complete=True)]
+    ['char', 'int']
+    >>> [c.datatype for c in vouched_text_columns(columns, [("Béla", 1)], complete=True)]
+    ['unicodeChar', 'int']
+    >>> [c.datatype for c in vouched_text_columns(columns, [("g", 1)], complete=False)]
+    ['unicodeChar', 'int']
+    """
+    vouched = []
+    for index, column in enumerate(columns):
+        layout = column_layout(column)
+        if layout.kind is Kind.TEXT and layout.datatype == "char":
+            ascii_only = complete and all(
+                value is None or (value if type(value) is str else str(value)).isascii()
+                for value in (row[index] for row in rows)
+            )
+            if not ascii_only:
+                column = replace(column, datatype="unicodeChar")
+        vouched.append(column)
+    return tuple(vouched)
 
 
 def unique_names(names: Iterable[str], *, case_sensitive: bool = True) -> list[str]:

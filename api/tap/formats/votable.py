@@ -14,8 +14,9 @@ newlines are written as character references so that XML's normalisation does
 not turn them into other characters.  NULL is an empty ``<TD/>``, which is also
 what an empty string looks like: TABLEDATA cannot tell them apart (and
 astropy strips the spaces around a cell's text; BINARY2 keeps both).  Text
-columns are declared ``unicodeChar`` in both serializations (see
-:func:`tabledata_field_type`); timestamps are ASCII and stay ``char``.
+columns are declared as their metadata says, ``char`` or ``unicodeChar``: the
+service keeps ``char`` only for text it knows to be ASCII
+(:func:`.values.vouched_text_columns`); timestamps are ASCII and stay ``char``.
 """
 
 from __future__ import annotations
@@ -165,16 +166,16 @@ def votable_error_document(
 def tabledata_field_type(layout: ColumnLayout) -> tuple[str, str | None]:
     """The datatype and arraysize a TABLEDATA FIELD declares.
 
-    Text is declared ``unicodeChar``: VOTable 1.4's ``char`` is ASCII, and
-    astropy warns about (TABLEDATA) or fails on (BINARY2) anything else, while
-    a stream cannot know in advance that a column will stay ASCII.  A text
-    column without an arraysize gets ``*`` because the database does not limit
-    it to one character.
+    Text keeps its declared ``char`` or ``unicodeChar`` (XML carries any
+    character either way; a ``char`` column is ASCII by the time it gets here,
+    see :func:`.values.vouched_text_columns`).  A text column without an
+    arraysize gets ``*`` because the database does not limit it to one
+    character.
     """
     arraysize = layout.column.arraysize
     if layout.kind in (Kind.TEXT, Kind.TIMESTAMP) and arraysize is None:
         arraysize = "*"
-    return ("unicodeChar" if layout.kind is Kind.TEXT else layout.datatype), arraysize
+    return layout.datatype, arraysize
 
 
 def _cell(layout: ColumnLayout) -> Callable[[Any], str]:
