@@ -15,7 +15,7 @@ from psycopg import sql
 
 from adql.catalog import ColumnInfo, TableInfo, TableKindInfo
 
-__all__ = ["normalize_datatype", "read_tap_schema"]
+__all__ = ["normalize_datatype", "read_tap_schema", "undelimited"]
 
 TAP_SCHEMA = "TAP_SCHEMA"
 
@@ -77,6 +77,17 @@ def normalize_datatype(
     if xtype and xtype.lower().startswith("adql:"):
         xtype = xtype[5:].lower()
     return raw, arraysize or None, xtype or None
+
+
+def undelimited(name: str) -> str:
+    """The column's real name: TAP_SCHEMA lists reserved words delimited (``"size"``).
+
+    >>> undelimited('"size"'), undelimited("ra"), undelimited('"a""b"')
+    ('size', 'ra', 'a"b')
+    """
+    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
 
 
 def _columns_of(conn: Any, table: str) -> set[str]:
@@ -163,7 +174,7 @@ def read_tap_schema(conn: Any, kinds: Mapping[str, TableKindInfo]) -> list[Table
             )
             infos.append(
                 ColumnInfo(
-                    name=column["column_name"],
+                    name=undelimited(column["column_name"]),
                     datatype=datatype,
                     arraysize=arraysize,
                     xtype=xtype,

@@ -35,6 +35,7 @@ __all__ = [
     "TapSchemaRows",
     "TapSchemaTables",
     "define_tap_schema_tables",
+    "tap_column_name",
     "tap_schema_rows",
     "tap_schema_self_rows",
 ]
@@ -277,6 +278,23 @@ def tap_schema_rows(catalog: CatalogSchema, *, schema_index: int | None = None) 
     return rows
 
 
+RESERVED_COLUMN_NAMES = frozenset({"size"})
+"""Columns of TAP_SCHEMA whose names are ADQL reserved words (``SIZE`` is reserved in SQL-92 and ADQL).
+
+TAP 1.1 section 4.3 says TAP_SCHEMA.columns lists such names delimited,
+as a query must write them: ``"size"``.
+"""
+
+
+def tap_column_name(name: str) -> str:
+    """The ``column_name`` TAP_SCHEMA lists for a column: delimited if it is a reserved word.
+
+    >>> tap_column_name("size"), tap_column_name("table_name")
+    ('"size"', 'table_name')
+    """
+    return f'"{name}"' if name.lower() in RESERVED_COLUMN_NAMES else name
+
+
 def tap_schema_self_rows() -> TapSchemaRows:
     """Rows that describe TAP_SCHEMA itself, as TAP 1.1 requires, read from `define_tap_schema_tables`."""
     tap = define_tap_schema_tables(MetaData())
@@ -308,7 +326,7 @@ def tap_schema_self_rows() -> TapSchemaRows:
             rows.columns.append(
                 {
                     "table_name": qualified,
-                    "column_name": column.name,
+                    "column_name": tap_column_name(column.name),
                     "utype": None,
                     "ucd": None,
                     "unit": None,

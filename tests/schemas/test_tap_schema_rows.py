@@ -192,11 +192,12 @@ def test_self_rows_describe_tap_schema() -> None:
     assert len(rows.columns) == sum(len(columns) for columns in STANDARD_COLUMNS.values())
     for name, columns in STANDARD_COLUMNS.items():
         described = [r for r in rows.columns if r["table_name"] == f"TAP_SCHEMA.{name}"]
-        assert [r["column_name"] for r in described] == columns
+        assert [r["column_name"] for r in described] == [f'"{c}"' if c == "size" else c for c in columns]
         assert [r["column_index"] for r in described] == list(range(1, len(columns) + 1))
     assert all(r["std"] == 1 and r["principal"] == 1 and r["description"] for r in rows.columns)
     assert column_row(rows, "TAP_SCHEMA.columns", "datatype")["datatype"] == "char"
     assert column_row(rows, "TAP_SCHEMA.columns", "principal")["datatype"] == "int"
+    assert column_row(rows, "TAP_SCHEMA.columns", '"size"')["datatype"] == "int"  # a reserved word, delimited
     assert {(r["from_table"], r["target_table"]) for r in rows.keys} == {
         ("TAP_SCHEMA.tables", "TAP_SCHEMA.schemas"),
         ("TAP_SCHEMA.columns", "TAP_SCHEMA.tables"),
