@@ -93,6 +93,13 @@ class ServiceConfig(BaseModel):
         20_000_000, ge=1, description="Largest UPLOAD table accepted, in bytes of the uploaded file."
     )
     upload_max_rows: int = Field(100_000, ge=1, description="Largest UPLOAD table accepted, in rows.")
+    upload_from_urls: bool = Field(
+        True,
+        description=(
+            "Whether UPLOAD may name an http(s) URL for the service to fetch (TAP 1.1 requires it). The service "
+            "then reaches any address a client names: turn it off where that would expose internal hosts."
+        ),
+    )
     sync_timeout_s: float = Field(
         600.0, gt=0, description="Longest a synchronous query may run before it is cancelled, in seconds."
     )

@@ -47,7 +47,7 @@ TAP_PARAMETERS = [
         ("RESPONSEFORMAT", "string", "output format: votable, votable/b2, csv, tsv, fits, parquet, json"),
         ("FORMAT", "string", "same as RESPONSEFORMAT"),
         ("MAXREC", "integer", "largest number of rows to return"),
-        ("UPLOAD", "string", "name,param:part pairs of tables uploaded with the request"),
+        ("UPLOAD", "string", "name,param:part (a part of this request) or name,https://... pairs, separated by ;"),
         ("RUNID", "string", "an identifier of the client's choice, echoed in async jobs"),
     )
 ]
@@ -86,7 +86,11 @@ def tap_router() -> APIRouter:
         result_format = resolve_format(tap_request.format)
         try:
             uploads = await read_uploads(
-                parameters, tap_request.uploads, max_bytes=limits.upload_max_bytes, max_rows=limits.upload_max_rows
+                parameters,
+                tap_request.uploads,
+                max_bytes=limits.upload_max_bytes,
+                max_rows=limits.upload_max_rows,
+                allow_urls=limits.upload_from_urls,
             )
         finally:
             await request.close()  # the uploads are in memory now; drop the multipart temp files

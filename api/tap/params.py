@@ -6,7 +6,8 @@ body or in a multipart POST whose file parts carry the tables that
 ``UPLOAD=name,param:part`` refers to.  :func:`read_parameters` folds all of
 them into one :class:`TapParameters`; :func:`query_request` checks the ones a
 query needs (REQUEST, LANG, QUERY, FORMAT, MAXREC, UPLOAD) and says exactly
-which value is wrong and what would be right.
+which value is wrong and what would be right.  A sync query is checked
+before it runs; an async job when it runs (its creation checks only UPLOAD).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class UploadReference:
 
     name: str
     source: str
-    """``param:<part>`` (a part of this multipart request) or a URL."""
+    """``param:<part>`` (a part of this multipart request) or an http(s) URL the service fetches."""
 
 
 @dataclass
@@ -179,7 +180,8 @@ def upload_references(values: Iterable[str]) -> list[UploadReference]:
             if not comma or not name or not source:
                 raise TapParameterError(
                     f"UPLOAD entry {entry.strip()!r} is not of the form name,uri",
-                    hint="send UPLOAD=mytable,param:part with the table in the multipart part 'part'",
+                    hint="send UPLOAD=mytable,param:part with the table in the multipart part 'part', "
+                    "or UPLOAD=mytable,https://<where the table is>",
                 )
             if not name.replace("_", "a").isalnum() or not name[0].isalpha():
                 raise TapParameterError(

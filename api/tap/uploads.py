@@ -1,7 +1,10 @@
 """Read the tables of a TAP UPLOAD (VOTable or CSV) into :class:`UploadedTable` values.
 
+An upload is a part of the multipart request (``name,param:part``) or a
+document the service fetches (``name,http(s)://...``, which TAP 1.1 requires).
 Files are read with astropy, as users' own tools would write them.  Limits
-on bytes and rows keep one request from filling the coordinator; every
+on bytes (enforced while reading, so an oversize document is never held
+whole) and rows keep one request from filling the coordinator; every
 problem names the upload and says how to fix it.  Column types come from the
 VOTable FIELDs, or for CSV from the values (integers, floats, booleans,
 text).  A column whose UCD is ``pos.eq.ra;meta.main`` / ``pos.eq.dec;meta.main``
@@ -11,12 +14,14 @@ which lets a crossmatch ask only the chunks near the uploaded positions.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import httpx
 import numpy as np
 from astropy.io import ascii as astropy_ascii
 from astropy.io import votable
@@ -28,7 +33,11 @@ from api.tap.params import TapParameterError, TapParameters, UploadReference
 from dms_db.errors import UserError
 from sharding.coordinator.uploads import UploadedTable
 
-__all__ = ["UploadError", "read_uploads", "uploaded_table"]
+__all__ = ["FETCH_TIMEOUT_S", "UploadError", "read_upload", "read_uploads", "request_part", "uploaded_table"]
+
+FETCH_TIMEOUT_S = 30.0
+"""Longest the service waits for an upload given by URL, from connecting to the last byte."""
+_URL_SCHEMES = ("http", "https")
 
 _DATATYPES = {
     "b": "boolean",
@@ -57,38 +66,116 @@ class UploadError(UserError):
 
 
 async def read_uploads(
-    parameters: TapParameters, references: Sequence[UploadReference], *, max_bytes: int, max_rows: int
+    parameters: TapParameters,
+    references: Sequence[UploadReference],
+    *,
+    max_bytes: int,
+    max_rows: int,
+    allow_urls: bool = True,
 ) -> list[UploadedTable]:
-    """Read every table an UPLOAD parameter names from the request's multipart parts."""
+    """Read every table an UPLOAD parameter names, from the request's multipart parts or from its URL."""
     tables = []
     for reference in references:
-        scheme, _, part = reference.source.partition(":")
-        if scheme.lower() != "param" or not part:
-            raise TapParameterError(
-                f"UPLOAD {reference.name} refers to {reference.source!r}; this service reads uploads only from "
-                "parts of the request itself",
-                hint=f"send the table as a multipart part and write UPLOAD={reference.name},param:<part name>",
-            )
-        upload = parameters.files.get(part)
-        if upload is None:
-            raise TapParameterError(
-                f"UPLOAD {reference.name} refers to the part {part!r}, which the request does not contain",
-                hint="send the table as a multipart/form-data file part of that name",
-            )
-        content = await _read_limited(upload, reference.name, max_bytes)
+        content = await read_upload(reference, parameters.files, max_bytes=max_bytes, allow_urls=allow_urls)
         tables.append(uploaded_table(reference.name, content, max_rows=max_rows))
     return tables
 
 
-async def _read_limited(upload: UploadFile, name: str, max_bytes: int) -> bytes:
+def request_part(reference: UploadReference) -> str | None:
+    """The multipart part an upload is in (``param:<part>``), or None for an http(s) URL.
+
+    Raises
+    ------
+    TapParameterError
+        The reference is neither (another scheme, or ``param:`` without a part name).
+    """
+    scheme, _, rest = reference.source.partition(":")
+    scheme = scheme.lower()
+    if scheme == "param" and rest:
+        return rest
+    if scheme in _URL_SCHEMES and rest.startswith("//") and len(rest) > 2:
+        return None
+    raise TapParameterError(
+        f"UPLOAD {reference.name} refers to {reference.source!r}; this service reads uploads from parts of the "
+        "request itself (param:) or from http and https URLs",
+        hint=f"write UPLOAD={reference.name},param:<part name> with the table in that multipart part, "
+        f"or UPLOAD={reference.name},https://<where the table is>",
+    )
+
+
+async def read_upload(
+    reference: UploadReference,
+    files: Mapping[str, UploadFile],
+    *,
+    max_bytes: int,
+    timeout_s: float = FETCH_TIMEOUT_S,
+    allow_urls: bool = True,
+) -> bytes:
+    """The bytes of one upload: its multipart part, or the document at its URL (at most ``max_bytes``)."""
+    part = request_part(reference)
+    if part is None and not allow_urls:
+        raise TapParameterError(
+            f"UPLOAD {reference.name} refers to a URL, and this service does not fetch uploads from URLs",
+            hint=f"send the table in the request: UPLOAD={reference.name},param:<part> with a multipart part",
+        )
+    if part is None:
+        return await _fetch(reference, max_bytes=max_bytes, timeout_s=timeout_s)
+    upload = files.get(part)
+    if upload is None:
+        raise TapParameterError(
+            f"UPLOAD {reference.name} refers to the part {part!r}, which the request does not contain",
+            hint="send the table as a multipart/form-data file part of that name",
+        )
     content = await upload.read(max_bytes + 1)
     if len(content) > max_bytes:
-        raise UploadError(
-            f"the upload {name} is larger than this service's limit of {max_bytes:,} bytes",
-            hint="upload fewer rows or columns, or split the query",
-            too_large=True,
-        )
+        raise _too_large(reference.name, max_bytes)
     return content
+
+
+async def _fetch(reference: UploadReference, *, max_bytes: int, timeout_s: float) -> bytes:
+    """GET the upload's URL, reading no more than ``max_bytes`` (plus one chunk) of its body."""
+    url, name = reference.source, reference.name
+    content = bytearray()
+    try:
+        async with (
+            asyncio.timeout(timeout_s),
+            httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client,
+            # identity: the limit then counts what the server sends, not what a small compressed body inflates to
+            client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response,
+        ):
+            if not response.is_success:
+                raise UploadError(
+                    f"the upload {name} could not be fetched: {url} answered {response.status_code} "
+                    f"{response.reason_phrase}".rstrip(),
+                    hint="check that the URL is right and readable without logging in",
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(name, max_bytes)
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > max_bytes:
+                    raise _too_large(name, max_bytes)
+    except (TimeoutError, httpx.TimeoutException):
+        raise UploadError(
+            f"the upload {name} could not be fetched: {url} did not send the table within {timeout_s:g} s",
+            hint="put the table on a faster server, or send it with the request (UPLOAD=name,param:<part>)",
+        ) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise UploadError(
+            f"the upload {name} could not be fetched from {url}: {reason}",
+            hint="check that the URL is right and that its server is reachable from this service",
+        ) from None
+    return bytes(content)
+
+
+def _too_large(name: str, max_bytes: int) -> UploadError:
+    return UploadError(
+        f"the upload {name} is larger than this service's limit of {max_bytes:,} bytes",
+        hint="upload fewer rows or columns, or split the query",
+        too_large=True,
+    )
 
 
 def uploaded_table(name: str, content: bytes, *, max_rows: int) -> UploadedTable:

@@ -35,6 +35,15 @@ XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 _VS = 'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1"'
 
+UNDECLARED_FEATURE_TYPES = frozenset({"ivo://ivoa.net/std/TAPRegExt#features-adql-conditional"})
+"""Feature groups the translator implements but the capabilities leave out.
+
+ADQL 2.1 puts COALESCE under ``features-adql-conditional``; the TAP
+validators in use (stilts taplint 3.4) predate that key and report it as an
+error, which some clients treat as a broken capabilities document.  COALESCE
+still works: the translator accepts it whether or not it is declared.
+"""
+
 _STANDARD_FORMAT_IDS = {
     "votable": "ivo://ivoa.net/std/TAPRegExt#output-votable-td",
     "votable-binary2": "ivo://ivoa.net/std/TAPRegExt#output-votable-binary2",
@@ -67,6 +76,7 @@ def capabilities_document(base_url: str, config: ServiceConfig) -> bytes:
         )
         + "</languageFeatures>"
         for group in language_features()
+        if group.type not in UNDECLARED_FEATURE_TYPES
     )
     outputs = []
     for result_format in FORMATS:
@@ -89,6 +99,7 @@ def capabilities_document(base_url: str, config: ServiceConfig) -> bytes:
         + "</language>"
         + "".join(outputs)
         + '<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-inline"/>'
+        + ('<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-http"/>' if config.upload_from_urls else "")
         + f"<retentionPeriod><default>{retention}</default><hard>{retention}</hard></retentionPeriod>"
         + f"<executionDuration><default>{config.execution_duration_s}</default>"
         + f"<hard>{config.execution_duration_max_s}</hard></executionDuration>"

@@ -1,16 +1,23 @@
-"""TAP UPLOAD end to end: tables sent with the query (pyvo, raw multipart) joined with the catalog, and their limits.
+"""TAP UPLOAD end to end: tables sent with the query (pyvo, raw multipart) or by URL, joined with the catalog.
 
 Crossmatch answers are computed independently, every pair's distance with
-numpy on the simulated survey's frames; id joins with pandas.
+numpy on the simulated survey's frames; id joins with pandas.  Tables
+uploaded by URL are served by a small HTTP server in a thread of the tests.
 Every refused upload must be a VOTable error with the right status: 413 for
-an upload over the service's limits, 400 for anything malformed.
+an upload over the service's limits, 400 for anything malformed or that
+cannot be fetched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
@@ -20,6 +27,8 @@ import pyvo
 from astropy.io import votable
 from astropy.table import Table
 
+from api.tap.params import UploadReference
+from api.tap.uploads import UploadError, read_upload
 from tests.api.conftest import TapCluster
 from tests.api.tap_checks import assert_no_leak, error_of, query_params
 
@@ -168,7 +177,8 @@ GOOD_CSV = ("t.csv", b"id,ra,dec\n1,60.0,-30.0\n", "text/csv")
         ("1t,param:t", {"t": GOOD_CSV}, "1t"),
         ("t-x,param:t", {"t": GOOD_CSV}, "t-x"),
         ("t,param:t;t,param:t", {"t": GOOD_CSV}, "twice"),
-        ("t,http://example.org/t.xml", {"t": GOOD_CSV}, "http://example.org/t.xml"),
+        ("t,ftp://example.org/t.xml", {"t": GOOD_CSV}, "ftp://example.org/t.xml"),
+        ("t,https:example.org", {"t": GOOD_CSV}, "https:example.org"),
         ("t,param:", {"t": GOOD_CSV}, "param:"),
         ("t,param:t", {"t": ("t.xml", b"<?xml version='1.0'?><VOTABLE><RESOURCE><TABLE><FIELD", "text/xml")}, "t"),
         (
@@ -213,3 +223,139 @@ def test_multipart_without_upload_is_an_ordinary_query(tap_url: str) -> None:
     )
     assert response.status_code == 200, response.text
     assert len(pd.read_csv(io.BytesIO(response.content))) == 2
+
+
+# ---------------------------------------------------------------- uploads by URL
+
+SLOW_S = 2.0
+"""How long the table server takes to answer under /slow/."""
+
+
+class TableServer(ThreadingHTTPServer):
+    """Serves ``documents[name]`` at ``/<name>``, at ``/unsized/<name>`` (no Content-Length) and ``/slow/<name>``."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TableHandler)
+        self.documents: dict[str, bytes] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _TableHandler(BaseHTTPRequestHandler):
+    server: TableServer
+
+    def do_GET(self) -> None:
+        mode, _, name = self.path.lstrip("/").rpartition("/")
+        body = self.server.documents.get(name)
+        if body is None:
+            self.send_error(404, "no such table")
+            return
+        if mode == "slow":
+            time.sleep(SLOW_S)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-votable+xml")
+        if mode != "unsized":  # HTTP/1.0 without a length: the body ends when the connection closes
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def table_server() -> Iterator[TableServer]:
+    server = TableServer()
+    thread = threading.Thread(target=server.serve_forever, name="table-server", daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def votable_bytes(table: Table) -> bytes:
+    out = io.BytesIO()
+    votable.from_table(table).to_xml(out)
+    return out.getvalue()
+
+
+def test_upload_by_url_in_sync_and_async_queries(
+    tap_url: str, tap_cluster: TapCluster, table_server: TableServer
+) -> None:
+    objects = tap_cluster.tables["dr.Object"]
+    upload = near_positions(objects, n_near=30, n_far=5, seed=11)
+    expected = pairs_within(upload, objects, "objectId", RADIUS_ARCSEC)
+    document = votable_bytes(upload)
+    table_server.documents["near.xml"] = document
+    url = f"{table_server.url}/near.xml"
+    query = (
+        "SELECT u.id, o.objectId FROM TAP_UPLOAD.near AS u JOIN dr.Object AS o "
+        f"ON 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', u.ra, u.dec, {RADIUS_ARCSEC / 3600!r}))"
+    )
+    service = pyvo.dal.TAPService(tap_url)
+    for run in (service.run_sync, service.run_async):
+        table = run(query, uploads={"near": url}).to_table()
+        got = [(int(a), int(b)) for a, b in zip(table["id"], table["objectId"], strict=True)]
+        assert sorted(got) == sorted(expected), run.__name__
+
+    # An async job fetches the table when it is created and keeps it: the document may go away before it runs.
+    job = service.submit_job(query, uploads={"near": url})
+    del table_server.documents["near.xml"]
+    assert httpx.get(f"{job.url}/uploads/near", timeout=30).content == document
+    job.run()
+    job.wait()
+    assert job.phase == "COMPLETED"
+    assert len(job.fetch_result().to_table()) == len(expected)
+    job.delete()
+
+
+def test_upload_urls_that_cannot_be_fetched_get_400(tap_url: str, table_server: TableServer) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/t.xml"  # nobody listens once the probe closes
+    before = httpx.get(f"{tap_url}/async", timeout=30).text
+    for url, fragment in ((f"{table_server.url}/absent.xml", "404"), (closed, "could not be fetched")):
+        for endpoint in ("sync", "async"):
+            params = query_params("SELECT * FROM TAP_UPLOAD.t", UPLOAD=f"t,{url}")
+            error = error_of(httpx.post(f"{tap_url}/{endpoint}", data=params, timeout=60), 400)
+            assert url in error.message and fragment in error.message, (endpoint, error.message)
+    assert httpx.get(f"{tap_url}/async", timeout=30).text == before  # no job was created
+
+
+def test_upload_urls_over_the_byte_limit_get_413(start_service: StartService, table_server: TableServer) -> None:
+    table_server.documents["big.csv"] = b"id,note\n" + b"".join(f"{i},{'x' * 90}\n".encode() for i in range(20))
+    table_server.documents["fits.csv"] = b"id,ra,dec\n1,60.0,-30.0\n"
+    query = "SELECT COUNT(*) AS n FROM TAP_UPLOAD.t"
+    with start_service(upload_max_bytes=400) as url:
+        # With a Content-Length the service refuses at once; without one, once it has read past the limit.
+        for path in ("big.csv", "unsized/big.csv"):
+            for endpoint in ("sync", "async"):
+                params = query_params(query, UPLOAD=f"t,{table_server.url}/{path}")
+                error = error_of(httpx.post(f"{url}/{endpoint}", data=params, timeout=60), 413)
+                assert "400 bytes" in error.message, error.message
+        params = query_params(query, UPLOAD=f"t,{table_server.url}/unsized/fits.csv", RESPONSEFORMAT="csv")
+        fits_in = httpx.post(f"{url}/sync", data=params, timeout=60)
+        assert fits_in.status_code == 200 and fits_in.text.split() == ["n", "1"], fits_in.text
+
+
+def test_a_service_that_fetches_no_urls_says_so(start_service: StartService, table_server: TableServer) -> None:
+    table_server.documents["small.csv"] = b"id,ra,dec\n1,60.0,-30.0\n"
+    with start_service(upload_from_urls=False) as url:
+        capabilities = httpx.get(f"{url}/capabilities", timeout=30).text
+        assert "upload-inline" in capabilities and "upload-http" not in capabilities
+        for endpoint in ("sync", "async"):
+            params = query_params("SELECT * FROM TAP_UPLOAD.t", UPLOAD=f"t,{table_server.url}/small.csv")
+            error = error_of(httpx.post(f"{url}/{endpoint}", data=params, timeout=60), 400)
+            assert "does not fetch uploads from URLs" in error.message, error.message
+
+
+def test_upload_url_that_answers_too_slowly_is_a_400(table_server: TableServer) -> None:
+    table_server.documents["slow.csv"] = GOOD_CSV[1]
+    reference = UploadReference("t", f"{table_server.url}/slow/slow.csv")
+    with pytest.raises(UploadError, match=r"within 0\.2 s") as raised:
+        asyncio.run(read_upload(reference, {}, max_bytes=1000, timeout_s=0.2))
+    assert raised.value.http_status == 400

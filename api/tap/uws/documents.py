@@ -135,8 +135,8 @@ def _results(job: Job, job_url: str, result_size: int | None) -> ET.Element:
         }
         if result_size is not None:
             attributes["size"] = str(result_size)
-        if job.row_count is not None:
-            attributes["rows"] = str(job.row_count)
+        # No row count: the schema admits extra attributes only in urn:uwscustom, a namespace without a schema
+        # that validators warn about; the result's overflow INFO and its rows say what a client needs.
         ET.SubElement(element, _uws("result"), attributes)
     return element
 

@@ -37,10 +37,17 @@ from starlette.datastructures import UploadFile
 
 from api.tap.errors import error_document
 from api.tap.formats import resolve_format, votable_error_document
-from api.tap.params import QueryRequest, TapParameterError, TapParameters, UploadReference, query_request
+from api.tap.params import (
+    QueryRequest,
+    TapParameterError,
+    TapParameters,
+    UploadReference,
+    query_request,
+    upload_references,
+)
 from api.tap.query_stream import open_query
 from api.tap.service import TapService
-from api.tap.uploads import UploadError, uploaded_table
+from api.tap.uploads import read_upload, request_part, uploaded_table
 from api.tap.uws.store import ACTIVE_PHASES, RUNNING_PHASES, Job, JobFiles, JobLocks, JobStore, utc_now
 from api.tap.uws.sweeper import SWEEP_INTERVAL_S, sweep_forever, sweep_jobs
 from dms_db.errors import ClusterError, NotFoundError, QueryTimeoutError, UserError
@@ -143,13 +150,20 @@ class JobManager:
         return await self.store.list_jobs(owner, phases=phases, after=after, last=last)
 
     async def create(self, owner: str, parameters: TapParameters) -> Job:
-        """Check the parameters, keep the uploaded tables, store a PENDING job, and queue it on PHASE=RUN."""
+        """Keep the uploaded tables, store a PENDING job, and queue it on PHASE=RUN.
+
+        Only what the job cannot be stored without is checked here: PHASE, and
+        the UPLOAD references, whose tables are read (or fetched) now and kept
+        with the job.  The query itself (LANG, QUERY, FORMAT, MAXREC) is checked
+        when the job runs, and a bad one ends the job in ERROR with its error
+        document, as UWS clients expect of a job they could create.
+        """
         limits = self.service.config.service
-        request = self._checked(parameters)
         run = _phase_is_run(parameters)
+        references = upload_references(parameters.all("upload"))
         job_id = secrets.token_urlsafe(12)
         try:
-            await self._keep_uploads(job_id, request.uploads, parameters.files)
+            await self._keep_uploads(job_id, references, parameters.files)
             job = await self.store.insert(
                 job_id=job_id,
                 owner=owner,
@@ -164,7 +178,10 @@ class JobManager:
         return await self.run(job) if run else job
 
     async def set_parameters(self, job_id: str, owner: str, parameters: TapParameters) -> Job:
-        """Replace the values of the parameters given (UWS 1.1 section 2.2.3.7); only while PENDING."""
+        """Replace the values of the parameters given (UWS 1.1 section 2.2.3.7); only while PENDING.
+
+        As at creation, the query is checked when the job runs.
+        """
         job = await self.get(job_id, owner)
         if job.phase != "PENDING":
             raise JobStateError(
@@ -172,8 +189,8 @@ class JobManager:
                 hint="submit a new job with the parameters you want",
             )
         merged = {**job.parameters, **_stored(parameters.values)}
-        request = self._checked(TapParameters(values=merged, files=parameters.files))
-        await self._keep_uploads(job_id, request.uploads, parameters.files, keep_existing=True)
+        # The tables of an UPLOAD given here replace the kept ones; without UPLOAD the kept tables stay.
+        await self._keep_uploads(job_id, upload_references(parameters.all("upload")), parameters.files)
         run_id = parameters.get("runid") if "runid" in parameters.values else job.run_id
         changed = await self.store.change(job_id, phases=["PENDING"], owner=owner, parameters=merged, run_id=run_id)
         if changed is None:
@@ -447,40 +464,21 @@ class JobManager:
         return request
 
     async def _keep_uploads(
-        self,
-        job_id: str,
-        references: tuple[UploadReference, ...],
-        files: dict[str, UploadFile],
-        *,
-        keep_existing: bool = False,
+        self, job_id: str, references: Sequence[UploadReference], files: dict[str, UploadFile]
     ) -> None:
-        """Store the uploaded tables as files until the job runs; they are parsed then."""
+        """Store the uploaded tables (parts of the request, or fetched from their URLs) until the job runs.
+
+        They are parsed when it runs; what cannot be read at all (a missing
+        part, an unreachable URL, too many bytes) refuses the request now.
+        """
         max_bytes = self.service.config.service.upload_max_bytes
         for reference in references:
-            scheme, _, part = reference.source.partition(":")
-            if scheme.lower() != "param" or not part:
-                raise TapParameterError(
-                    f"UPLOAD {reference.name} refers to {reference.source!r}; this service reads uploads only "
-                    "from parts of the request itself",
-                    hint=f"send the table as a multipart part and write UPLOAD={reference.name},param:<part name>",
-                )
-            path = self.files.upload_path(job_id, reference.name)
-            upload = files.get(part)
-            if upload is None:
-                if keep_existing and path.exists():
-                    continue
-                raise TapParameterError(
-                    f"UPLOAD {reference.name} refers to the part {part!r}, which the request does not contain",
-                    hint="send the table as a multipart/form-data file part of that name",
-                )
-            content = await upload.read(max_bytes + 1)
-            if len(content) > max_bytes:
-                raise UploadError(
-                    f"the upload {reference.name} is larger than this service's limit of {max_bytes:,} bytes",
-                    hint="upload fewer rows or columns, or split the query",
-                    too_large=True,
-                )
-            await asyncio.to_thread(_write_file, path, content)
+            request_part(reference)  # every reference is checked before any URL is fetched
+        for reference in references:
+            content = await read_upload(
+                reference, files, max_bytes=max_bytes, allow_urls=self.service.config.service.upload_from_urls
+            )
+            await asyncio.to_thread(_write_file, self.files.upload_path(job_id, reference.name), content)
 
     def _notify(self, job_id: str) -> None:
         event = self._changes.pop(job_id, None)
