@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from api.tap.app import create_app
+from api.tap.server import uvicorn_config
 from dms_db.config import DmsConfig
 from dms_db.ports import free_port_block
 from dms_db.topology import Topology
@@ -17,11 +17,12 @@ from dms_db.topology import Topology
 
 @contextmanager
 def running_service(config: DmsConfig, topology: Topology) -> Iterator[str]:
-    """Serve the TAP app on a free local port; yields its base URL (``http://127.0.0.1:PORT/tap``)."""
+    """Serve the TAP app on a free local port; yields its base URL (``http(s)://127.0.0.1:PORT/tap``).
+
+    The server is configured as ``dms-db serve`` configures it (TLS included), on another address.
+    """
     port = free_port_block(1, start=41000)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config, topology=topology), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn_config(config, topology=topology, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name=f"tap-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -32,7 +33,8 @@ def running_service(config: DmsConfig, topology: Topology) -> Iterator[str]:
             raise RuntimeError("the TAP service did not start within 60 s")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}/tap"
+        scheme = "https" if config.service.tls_certfile else "http"
+        yield f"{scheme}://127.0.0.1:{port}/tap"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

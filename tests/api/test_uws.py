@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pyvo.io.uws import parse_job, parse_job_list
 from pyvo.io.uws.endpoint import JobFile
 
-import tests.api.server
+import api.tap.server
 from api.tap.app import create_app
 from dms_db.config import DmsConfig
 from dms_db.tokens import create_token
@@ -183,7 +183,7 @@ def short_sweeps(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         app.state.job_sweep_interval_s = 0.2
         return app
 
-    monkeypatch.setattr(tests.api.server, "create_app", build)
+    monkeypatch.setattr(api.tap.server, "create_app", build)
     yield
 
 
