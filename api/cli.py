@@ -144,7 +144,7 @@ def _serve(config: DmsConfig, topology: Topology | None = None) -> None:
 
     url = service_url(config)
     console.print(f"\nTAP service on [bold]{url}[/] (Ctrl-C stops it; the cluster keeps running). Try:\n")
-    console.print(_PYVO_SNIPPET.format(url=url), highlight=False, markup=False)
+    console.print(_PYVO_SNIPPET.format(url=url), highlight=False, markup=False, soft_wrap=True)
     serve(config, topology=topology)
 
 
