@@ -76,7 +76,12 @@ class TapParameters:
         return list(self.values.get(name.lower(), []))
 
     def add(self, name: str, value: str) -> None:
-        """Record one occurrence of ``name``."""
+        """Record one occurrence of ``name``; a NUL character (which no database text can hold) is refused."""
+        if "\x00" in value or "\x00" in name:
+            raise TapParameterError(
+                f"parameter {name.upper().replace(chr(0), '')} contains a NUL character",
+                hint="remove the NUL (0x00) characters from the request",
+            )
         self.values.setdefault(name.lower(), []).append(value)
 
 

@@ -314,6 +314,19 @@ def test_requests_that_cannot_make_a_job_create_none(tap_url: str) -> None:
     error_of(httpx.get(f"{tap_url}/async?PHASE=DONE", timeout=30), 400)
 
 
+def test_control_characters_in_client_text_keep_documents_readable(tap_url: str) -> None:
+    nul = query_params("SELECT TOP 1 ra FROM dr.Object", RUNID="run\x00id")
+    assert "NUL" in error_of(httpx.post(f"{tap_url}/async", data=nul, timeout=30), 400).message
+    params = query_params("SELECT TOP 1 ra FROM dr.Object -- tab\there\x01", RUNID="run\x1bid")
+    created = httpx.post(f"{tap_url}/async", data=params, timeout=30)
+    job_url = created.headers["location"]
+    job = parse_job(io.BytesIO(httpx.get(job_url, timeout=30).content))
+    assert job.runid == "runid"
+    listed = parse_job_list(io.BytesIO(httpx.get(f"{tap_url}/async", timeout=30).content))
+    assert any(ref.runid == "runid" for ref in listed)
+    httpx.delete(job_url, timeout=30)
+
+
 def test_job_list_filters(tap_url: str) -> None:
     pending = create_job(tap_url, "SELECT TOP 1 objectId FROM dr.Object", RUNID="list-a")
     created_after = job_of(pending).creationtime

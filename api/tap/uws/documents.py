@@ -7,12 +7,15 @@ makes the element required.  Times are UTC in ISO 8601 with a ``Z``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from xml.etree import ElementTree as ET
 
 from api.tap.params import TapParameterError, upload_references
 from api.tap.uws.store import Job
+
+_NOT_IN_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 __all__ = [
     "UWS_NS",
@@ -103,7 +106,7 @@ def _parameters(job: Job, job_url: str) -> ET.Element:
     element = ET.Element(_uws("parameters"))
     for name, values in sorted(job.parameters.items()):
         for value in values:
-            ET.SubElement(element, _uws("parameter"), {"id": name}).text = value
+            ET.SubElement(element, _uws("parameter"), {"id": name}).text = xml_safe(value)
     for name, part in _uploaded_parts(job.parameters.get("upload", ())):
         attributes = {"id": part, "byReference": "true"}
         ET.SubElement(element, _uws("parameter"), attributes).text = f"{job_url}/uploads/{name.lower()}"
@@ -147,8 +150,20 @@ def _text(parent: ET.Element, name: str, value: str | None) -> ET.Element:
     if value is None:
         child.set(f"{{{XSI_NS}}}nil", "true")
     else:
-        child.text = value
+        child.text = xml_safe(value)
     return child
+
+
+def xml_safe(value: str) -> str:
+    """``value`` without the characters XML 1.0 cannot hold (ElementTree would write them as they are).
+
+    Client-chosen text (RUNID, the query) can contain control characters; one
+    of them would make the whole job list unreadable.
+
+    >>> xml_safe("run\\x00id\\x1b")
+    'runid'
+    """
+    return _NOT_IN_XML.sub("", value)
 
 
 def _optional_time(value: datetime | None) -> str | None:
