@@ -166,6 +166,12 @@ def serve_command(
     _serve(config, topology)
 
 
+def _coordinator_connection() -> psycopg.Connection:
+    """An autocommit connection to the configured coordinator (for the token commands)."""
+    topology = cluster_service.resolve_topology(_config())
+    return psycopg.connect(topology.coordinator.dsn, autocommit=True)
+
+
 token_app = typer.Typer(help="Bearer tokens of the TAP service (auth = 'token').", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
@@ -182,9 +188,8 @@ def token_create(
     from dms_db.tokens import create_token
 
     try:
-        topology = cluster_service.resolve_topology(_config())
         expires = datetime.now(UTC) + timedelta(days=days) if days else None
-        with psycopg.connect(topology.coordinator.dsn, autocommit=True) as conn:
+        with _coordinator_connection() as conn:
             issued = create_token(conn, owner, note=note, expires_at=expires)
     except DmsError as exc:
         raise _fail(exc) from None
@@ -201,8 +206,7 @@ def token_revoke(
     from dms_db.tokens import revoke_tokens
 
     try:
-        topology = cluster_service.resolve_topology(_config())
-        with psycopg.connect(topology.coordinator.dsn, autocommit=True) as conn:
+        with _coordinator_connection() as conn:
             count = revoke_tokens(conn, owner=owner, secret=token)
     except DmsError as exc:
         raise _fail(exc) from None
@@ -215,8 +219,7 @@ def token_list() -> None:
     from dms_db.tokens import list_tokens
 
     try:
-        topology = cluster_service.resolve_topology(_config())
-        with psycopg.connect(topology.coordinator.dsn) as conn:
+        with _coordinator_connection() as conn:
             tokens = list_tokens(conn)
     except DmsError as exc:
         raise _fail(exc) from None

@@ -136,8 +136,8 @@ def tap_router() -> APIRouter:
     @router.get("/examples", summary="DALI examples", response_class=Response)
     async def examples(request: Request) -> Response:
         async with service_of(request).pool.connection() as conn:
-            cursor = await conn.execute('SELECT table_name FROM "TAP_SCHEMA".tables')
-            deployed = [str(row[0]) for row in await cursor.fetchall()]
+            descriptions = await read_table_descriptions(conn)
+        deployed = [description.name for description in descriptions]
         return Response(examples_document(deployed), media_type="application/xhtml+xml")
 
     @router.get("", summary="Service root", response_class=Response)

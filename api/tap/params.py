@@ -12,7 +12,7 @@ before it runs; an async job when it runs (its creation checks only UPLOAD).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from starlette.datastructures import UploadFile
@@ -32,8 +32,6 @@ __all__ = [
 
 ADQL_LANGUAGES = ("ADQL", "ADQL-2.0", "ADQL-2.1")
 """LANG values accepted: ADQL 2.1 is a superset of 2.0 for every query this service runs."""
-
-_SINGLE_VALUED = ("request", "lang", "query", "format", "responseformat", "maxrec", "runid", "phase")
 
 
 class TapParameterError(UserError):
@@ -198,8 +196,3 @@ def upload_references(values: Iterable[str]) -> list[UploadReference]:
             seen.add(name.lower())
             references.append(UploadReference(name, source))
     return references
-
-
-def lower_keys(mapping: Mapping[str, str]) -> dict[str, str]:
-    """A copy with lower-cased keys, for parameters stored with an async job."""
-    return {key.lower(): value for key, value in mapping.items()}

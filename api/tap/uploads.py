@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -188,7 +187,7 @@ def uploaded_table(name: str, content: bytes, *, max_rows: int) -> UploadedTable
             too_large=True,
         )
     columns = tuple(_column_info(name, table, column_name, fields.get(column_name)) for column_name in table.colnames)
-    rows = _rows(table, columns)
+    rows = _rows(table)
     ra, dec = _position_columns(columns)
     return UploadedTable(name, columns, rows, ra_column=ra, dec_column=dec)
 
@@ -253,10 +252,10 @@ def _column_info(table_name: str, table: Table, column_name: str, field: Any) ->
     return ColumnInfo(column_name, datatype, unit=unit, ucd=ucd, description=description)
 
 
-def _rows(table: Table, columns: Sequence[ColumnInfo]) -> list[tuple[Any, ...]]:
-    """Python values per row; masked entries (and NaN in integer-typed data) become None."""
+def _rows(table: Table) -> list[tuple[Any, ...]]:
+    """Python values per row: masked entries become None, bytes become text."""
     values = []
-    for info, column_name in zip(columns, table.colnames, strict=True):
+    for column_name in table.colnames:
         column = table[column_name]
         mask = np.asarray(getattr(column, "mask", np.zeros(len(column), dtype=bool)), dtype=bool)
         data = np.asarray(column)
@@ -266,8 +265,6 @@ def _rows(table: Table, columns: Sequence[ColumnInfo]) -> list[tuple[Any, ...]]:
                 converted.append(None)
             elif isinstance(value, bytes):
                 converted.append(value.decode("utf-8", errors="replace"))
-            elif info.datatype in ("float", "double") and isinstance(value, float) and math.isnan(value):
-                converted.append(float("nan"))
             else:
                 converted.append(value)
         values.append(converted)

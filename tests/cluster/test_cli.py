@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from api import cli
 from api.cli import app
+from dms_db.tokens import token_owner
 from tests.harness import DatabaseCluster
 
 
@@ -98,3 +101,28 @@ def test_an_unexpected_failure_is_one_line_and_exit_code_4(
     err = capsys.readouterr().err
     assert "internal error" in err and "simulated bug" in err and "DMS_DEBUG=1" in err
     assert "Traceback" not in err
+
+
+def test_token_create_list_revoke(make_cluster: Callable[..., DatabaseCluster]) -> None:
+    cluster = make_cluster(1)
+    env = _env(cluster)
+    runner = CliRunner()
+
+    async def owner_of(secret: str) -> str | None:
+        async with await psycopg.AsyncConnection.connect(cluster.coordinator_dsn) as conn:
+            return await token_owner(conn, secret)
+
+    created = runner.invoke(app, ["token", "create", "alice", "--note", "notebook", "--days", "30"], env=env)
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("dms_") and asyncio.run(owner_of(secret)) == "alice"
+    listed = runner.invoke(app, ["token", "list"], env=env)
+    assert listed.exit_code == 0 and "alice" in listed.output and "notebook" in listed.output
+    assert secret not in listed.output  # only the hash is stored, never shown again
+    revoked = runner.invoke(app, ["token", "revoke", "--owner", "alice"], env=env)
+    assert revoked.exit_code == 0 and "revoked 1 token" in revoked.output
+    assert asyncio.run(owner_of(secret)) is None
+    again = runner.invoke(app, ["token", "revoke", secret], env=env)
+    assert again.exit_code == 1 and "no active token" in again.output and "Traceback" not in again.output
+    bad_owner = runner.invoke(app, ["token", "create", "two words"], env=env)
+    assert bad_owner.exit_code == 1 and "owner name" in bad_owner.output
