@@ -13,11 +13,17 @@ A director or child table is a PostgreSQL table partitioned by LIST
 also has an ``<name>__overlap`` table, partitioned the same way, holding the
 rows near each chunk's edge.  Indexes declared on the parent reach every
 partition, including those created later.
+
+A bulk load fills the partitions of new chunks before they join their
+parent (:func:`stage_chunk_partitions`, :func:`attach_staged_partition`):
+each index is then built once from the filled table instead of being updated
+row by row, and ATTACH PARTITION adopts them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 
 import psycopg
@@ -30,6 +36,8 @@ from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 from sqlalchemy.types import TypeEngine
 
 from dms_db.catalog_schema import CatalogSchema, CatalogTable, TableKind
+
+log = logging.getLogger(__name__)
 
 CHUNK_COLUMN = "chunk_id"
 HEALPIX_COLUMN = "healpix_index"
@@ -191,3 +199,129 @@ def _create_chunk_partition(conn: psycopg.Connection, schema_name: str, ctable: 
             "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (schema_name, ctable.name, chunk_id, is_overlap),
         )
+
+
+def staged_check_name(table_name: str, chunk_id: int, overlap: bool = False) -> str:
+    """Name of the CHECK (chunk_id = N) a staged chunk partition carries until it is attached."""
+    return index_name(chunk_partition_name(table_name, chunk_id, overlap), "chunk")
+
+
+def chunk_partition_indexes(
+    catalog: CatalogSchema, ctable: CatalogTable, chunk_id: int, overlap: bool = False
+) -> list[tuple[str, str]]:
+    """(parent index name, CREATE INDEX on the chunk partition) of every index of the parent.
+
+    The partition's indexes are :func:`worker_indexes` of the partition itself,
+    so each has the definition of its parent's index, the condition for ATTACH
+    PARTITION to adopt it rather than build another.
+    """
+    parent = worker_table(catalog, ctable, MetaData(), overlap=overlap)
+    partition = parent.to_metadata(MetaData(), name=chunk_partition_name(ctable.name, chunk_id, overlap))
+    pairs = zip(worker_indexes(ctable, parent), worker_indexes(ctable, partition), strict=True)
+    return [(str(on_parent.name), str(CreateIndex(own).compile(dialect=_DIALECT))) for on_parent, own in pairs]
+
+
+def stage_chunk_partitions(
+    conn: psycopg.Connection, schema_name: str, ctable: CatalogTable, chunk_ids: Iterable[int]
+) -> list[tuple[int, bool]]:
+    """Create, as plain tables not yet attached, the partitions of chunks new on this worker.
+
+    Must run inside the caller's transaction, which later calls
+    :func:`attach_staged_partition` for each returned (chunk, is_overlap).  A
+    staged partition has its parent's columns and a CHECK (chunk_id = N), and
+    no index: rows are copied in without index maintenance.  Partitions that
+    exist are left alone.  Each partition is claimed in
+    ``dms_worker.chunk_partition`` before it is created, so a concurrent load
+    creating the same one waits for this one's outcome and then uses it.
+    """
+    wanted = sorted({int(c) for c in chunk_ids})
+    existing = set(
+        conn.execute(
+            "SELECT chunk_id, is_overlap FROM dms_worker.chunk_partition WHERE schema_name = %s AND table_name = %s "
+            "AND chunk_id = ANY(%s)",
+            (schema_name, ctable.name, wanted),
+        ).fetchall()
+    )
+    staged = []
+    for chunk_id in wanted:
+        for parent, is_overlap in partitioned_table_names(ctable):
+            if (chunk_id, is_overlap) in existing:
+                continue
+            claimed = conn.execute(
+                "INSERT INTO dms_worker.chunk_partition (schema_name, table_name, chunk_id, is_overlap) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING chunk_id",
+                (schema_name, ctable.name, chunk_id, is_overlap),
+            ).fetchone()
+            if claimed is None:
+                continue
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {partition} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                    "INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION, "
+                    "CONSTRAINT {check} CHECK ({chunk} = {value}::bigint))"
+                ).format(
+                    partition=sql.Identifier(schema_name, chunk_partition_name(ctable.name, chunk_id, is_overlap)),
+                    parent=sql.Identifier(schema_name, parent),
+                    check=sql.Identifier(staged_check_name(ctable.name, chunk_id, is_overlap)),
+                    chunk=sql.Identifier(CHUNK_COLUMN),
+                    value=sql.Literal(chunk_id),
+                )
+            )
+            staged.append((chunk_id, is_overlap))
+    return staged
+
+
+def attach_staged_partition(
+    conn: psycopg.Connection, catalog: CatalogSchema, ctable: CatalogTable, chunk_id: int, overlap: bool
+) -> None:
+    """Index a filled staged partition and attach it to its parent, in the caller's transaction.
+
+    The indexes are built first, each in one pass over the rows; ATTACH
+    PARTITION then adopts them (building any the parent has and this code does
+    not know), and the CHECK constraint spares it the scan that proves every
+    row belongs to the chunk.  The CHECK is dropped afterwards: the partition
+    bound says the same, so the result is what CREATE TABLE ... PARTITION OF
+    and a COPY would have left.
+    """
+    schema_name = catalog.name
+    parent = overlap_table_name(ctable.name) if overlap else ctable.name
+    partition = sql.Identifier(schema_name, chunk_partition_name(ctable.name, chunk_id, overlap))
+    on_parent = _index_names(conn, schema_name, parent)
+    for parent_index, statement in chunk_partition_indexes(catalog, ctable, chunk_id, overlap):
+        if parent_index in on_parent:
+            conn.execute(statement)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+            sql.Identifier(schema_name, parent), partition, sql.Literal(chunk_id)
+        )
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            partition, sql.Identifier(staged_check_name(ctable.name, chunk_id, overlap))
+        )
+    )
+    _drop_unadopted_indexes(conn, schema_name, chunk_partition_name(ctable.name, chunk_id, overlap))
+
+
+def _index_names(conn: psycopg.Connection, schema_name: str, table_name: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema_name, table_name)
+    )
+    return {name for (name,) in rows}
+
+
+def _drop_unadopted_indexes(conn: psycopg.Connection, schema_name: str, partition_name: str) -> None:
+    """Drop indexes of an attached partition that belong to no index of the parent.
+
+    There are none unless a parent index was changed by hand to differ from
+    :func:`worker_indexes`; ATTACH then built a matching one, and the
+    partition keeps exactly its parent's set.
+    """
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %s::regclass AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)",
+        (sql.Identifier(schema_name, partition_name).as_string(conn),),
+    ).fetchall()
+    for (name,) in rows:
+        log.warning("dropping index %s.%s: it matches no index of the parent table", schema_name, name)
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema_name, name)))

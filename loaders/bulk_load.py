@@ -6,14 +6,19 @@ The steps for one load into one table:
 2. look the inputs' digest up in the ledger: the same inputs loaded before
    are not loaded again;
 3. stream the inputs in batches: conform to the schema, check keys, compute
-   chunks (children from the director index), place new chunks, create their
-   partitions, COPY rows into the partitions of every replica;
-   new partitions are created inside the load's transaction, so a failed load
-   leaves none behind; the price is that readers of that table on that worker
-   wait until the load commits (only loads that open new chunks do this);
+   chunks (children from the director index), place new chunks, COPY rows into
+   the partitions of every replica, all workers at once, while the next batch
+   is read (:mod:`loaders.writer`); partitions of new chunks are created
+   without indexes and not yet attached;
 4. if any input row was bad, roll everything back and report the problems;
-   otherwise commit on every worker and the coordinator with two-phase commit,
-   the ledger, director index and row counts included.
+   otherwise build the indexes of the new partitions and attach them, then
+   commit on every worker and the coordinator with two-phase commit, the
+   ledger, director index and row counts included.
+
+Everything, new partitions included, happens inside the load's distributed
+transaction, so a failed load leaves nothing behind.  Attaching a partition
+takes a lock on its parent that blocks other loads and DDL on that table on
+that worker until the load commits, not readers.
 """
 
 from __future__ import annotations
@@ -35,14 +40,14 @@ from dms_db import fault_points, migration_support
 from dms_db.catalog_schema import CatalogSchema, CatalogTable, TableKind, load_catalog_schema
 from dms_db.distributed_transaction import DistributedTransaction, distributed_transaction, new_gid
 from dms_db.errors import NotFoundError, SchemaError
-from dms_db.physical import CHUNK_COLUMN, HEALPIX_COLUMN, LOAD_ID_COLUMN, ensure_chunk_partitions
+from dms_db.physical import CHUNK_COLUMN, HEALPIX_COLUMN, LOAD_ID_COLUMN
 from dms_db.topology import Topology
 from loaders import ledger
-from loaders.conform import ProblemCollector, conform_batch
+from loaders.conform import ProblemCollector, conform_batch, one_array
 from loaders.errors import LoadValidationError
-from loaders.partition import PartitionedBatch, partition_children, partition_directors
+from loaders.partition import DirectorLocations, PartitionedBatch, partition_children, partition_directors
 from loaders.sources import DEFAULT_BATCH_ROWS, file_digest, frame_batches, open_source, read_batches, table_digest
-from loaders.writer import copy_chunks, copy_table, rows_per_chunk, stored_column_types
+from loaders.writer import PartitionWriter, copy_table, rows_per_chunk, stored_column_types
 from sharding.placement import ChunkReplicas, place_chunks
 
 ProgressCallback = Callable[[int], None]
@@ -103,6 +108,66 @@ def _with_stored_types(target: LoadTarget, topology: Topology) -> LoadTarget:
     return replace(target, stored_types=types)
 
 
+class KeyRuns:
+    """The keys of the batches loaded so far, as a few sorted runs.
+
+    Runs are merged like the digits of a binary counter (a run is merged into
+    the one before it once it is at least half its size), so there are about
+    log2(batches) runs and each key is copied about as often; a batch is
+    looked up only in the runs whose range it overlaps, which for increasing
+    ids, the usual case, is none.
+
+    >>> runs = KeyRuns()
+    >>> runs.add(np.array([1, 5, 9]))
+    >>> runs.add(np.array([10, 12]))
+    >>> runs.contains(np.array([5, 6, 12])).tolist()
+    [True, False, True]
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+
+    def add(self, sorted_keys: np.ndarray) -> None:
+        """Remember the keys of one batch (sorted, unique)."""
+        if sorted_keys.size == 0:
+            return
+        self._runs.append(sorted_keys)
+        while len(self._runs) > 1 and 2 * self._runs[-1].size >= self._runs[-2].size:
+            newer, older = self._runs.pop(), self._runs.pop()
+            self._runs.append(np.sort(np.concatenate([older, newer])))
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Which of ``values`` were added before."""
+        found = np.zeros(values.size, bool)
+        if values.size == 0:
+            return found
+        low, high = values.min(), values.max()
+        for run in self._runs:
+            if run[0] <= high and run[-1] >= low:
+                found |= _member(values, run)
+        return found
+
+
+def repeated_in_batch(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique values, which rows repeat a value of an earlier row).
+
+    By sorting: numpy's ``unique`` hashes, which is many times slower on a
+    batch of 64-bit ids.
+
+    >>> unique, repeated = repeated_in_batch(np.array([7, 3, 7, 1, 3]))
+    >>> unique.tolist(), repeated.tolist()
+    ([1, 3, 7], [False, False, True, False, True])
+    """
+    ordered = np.sort(values)
+    new = np.ones(values.size, bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    repeated = np.zeros(values.size, bool)
+    if not new.all():  # rare: find which occurrences come after the first
+        order = np.argsort(values, kind="stable")
+        repeated[order[~new]] = True
+    return ordered[new], repeated
+
+
 @dataclass
 class _LoadState:
     """Running totals of one load."""
@@ -110,9 +175,11 @@ class _LoadState:
     rows: int = 0
     overlap_rows: int = 0
     counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    seen_keys: list[np.ndarray] = field(default_factory=list)
+    seen_keys: KeyRuns = field(default_factory=KeyRuns)
     director_rows: list[pa.Table] = field(default_factory=list)
     check_existing: bool = True
+    directors: DirectorLocations | None = None  # children: where their directors are, read once
+    placement: dict[int, ChunkReplicas] = field(default_factory=dict)  # chunk -> its workers
 
 
 def load_inputs(
@@ -196,19 +263,23 @@ def _run_load(
 ) -> _LoadState:
     problems = ProblemCollector()
     state = _LoadState(check_existing=_table_has_rows(topology, target))
-    with distributed_transaction(topology, "load", gid=gid) as txn:
+    with (
+        distributed_transaction(topology, "load", gid=gid) as txn,
+        PartitionWriter(target.catalog, target.table, txn.workers, target.stored_types) as writer,
+    ):
         for item in inputs:
             source, batches = _batches(item, batch_rows, column_map)
             offset = 0
             for raw in batches:
                 conformed = conform_batch(raw, target.table, source, offset, problems)
-                _check_keys(conformed, target, txn, topology, source, offset, problems, state)
-                _write_batch(conformed, target, txn, topology, load_id, source, offset, problems, state)
+                _check_keys(conformed, target, txn, writer, topology, source, offset, problems, state)
+                _write_batch(conformed, target, txn, writer, topology, load_id, source, offset, problems, state)
                 offset += raw.num_rows
                 if progress is not None:
                     progress(raw.num_rows)
         if problems:
             raise LoadValidationError(problems.problems, problems.total)
+        writer.finish()
         fault_points.reach("load:written")
         _finish_coordinator(txn.coordinator, target, load_id, state)
     return state
@@ -218,6 +289,7 @@ def _check_keys(
     batch: pa.Table,
     target: LoadTarget,
     txn: DistributedTransaction,
+    writer: PartitionWriter,
     topology: Topology,
     source: str,
     offset: int,
@@ -228,21 +300,18 @@ def _check_keys(
     key = target.table.primary_key
     if len(key) != 1:
         return  # composite keys are enforced by the unique index of each partition
-    column = batch[key[0]].combine_chunks()
+    column = one_array(batch[key[0]])
     values = column.to_numpy(zero_copy_only=False)
     if values.dtype.kind not in "iu":
         return
     values = values.astype(np.int64)
-    unique, first = np.unique(values, return_index=True)
-    dup_in_batch = np.ones(values.size, bool)
-    dup_in_batch[first] = False
-    earlier = np.zeros(values.size, bool)
-    for seen in state.seen_keys:
-        earlier |= _member(values, seen)
-    problems.add_rows(source, dup_in_batch | earlier, offset, key[0], column, "duplicate key within this load")
-    state.seen_keys.append(unique)
+    unique, repeated = repeated_in_batch(values)
+    earlier = state.seen_keys.contains(values)
+    problems.add_rows(source, repeated | earlier, offset, key[0], column, "duplicate key within this load")
+    state.seen_keys.add(unique)
     if not state.check_existing:
         return
+    writer.wait()  # the workers' connections must be free to ask them
     existing = np.sort(_existing_keys(target, txn, topology, key[0], unique))
     problems.add_rows(source, _member(values, existing) & ~earlier, offset, key[0], column, "already in the catalog")
 
@@ -278,9 +347,9 @@ def _existing_keys(
 ) -> np.ndarray:
     """Keys already in the catalog (or written by earlier batches of this load).
 
-    Workers are asked inside the load's own transactions: the load may hold
-    an exclusive lock on the table there (new partitions), which would block
-    any other connection.  The director index is read outside it.
+    Workers are asked inside the load's own transactions, so that the rows
+    of its earlier batches in existing partitions count too.  The director
+    index is read outside it.
     """
     ids = [int(v) for v in values]
     if target.table.kind is TableKind.DIRECTOR:
@@ -305,6 +374,7 @@ def _write_batch(
     batch: pa.Table,
     target: LoadTarget,
     txn: DistributedTransaction,
+    writer: PartitionWriter,
     topology: Topology,
     load_id: int,
     source: str,
@@ -332,12 +402,12 @@ def _write_batch(
         parts = partition_directors(batch, table, target.chunk_order, target.overlap_deg)
     else:
         assert table.director_table is not None
-        parts = partition_children(
-            batch, table, table.director_table, target.catalog.name, txn.coordinator, source, offset, problems
-        )
+        if state.directors is None:
+            state.directors = DirectorLocations(txn.coordinator, target.catalog.name, table.director_table)
+        parts = partition_children(batch, table, state.directors, source, offset, problems)
         if problems:
             return
-    _copy_partitioned(parts, target, txn, topology, state)
+    _copy_partitioned(parts, target, writer, topology, state)
     if table.kind is TableKind.DIRECTOR:
         state.director_rows.append(
             parts.rows.select([table.director_key, CHUNK_COLUMN, HEALPIX_COLUMN]).rename_columns(
@@ -347,25 +417,21 @@ def _write_batch(
 
 
 def _copy_partitioned(
-    parts: PartitionedBatch, target: LoadTarget, txn: DistributedTransaction, topology: Topology, state: _LoadState
+    parts: PartitionedBatch, target: LoadTarget, writer: PartitionWriter, topology: Topology, state: _LoadState
 ) -> None:
     counts = rows_per_chunk(parts.rows)
     all_chunks = set(counts)
     if parts.overlap is not None:
         all_chunks |= set(rows_per_chunk(parts.overlap))
-    placement = _place(topology, target, sorted(all_chunks))
+    unplaced = sorted(all_chunks - state.placement.keys())
+    if unplaced:  # a chunk's replicas are fixed once placed: each chunk is asked for once per load
+        state.placement.update(_place(topology, target, unplaced))
+    placement = state.placement
     by_worker: dict[str, list[int]] = defaultdict(list)
     for chunk_id in sorted(all_chunks):
         for node in placement[chunk_id].nodes:
             by_worker[node].append(chunk_id)
-    for node, chunks in by_worker.items():
-        conn = txn.on(node)
-        ensure_chunk_partitions(conn, target.catalog.name, target.table, chunks)
-        name, types = target.table.name, target.stored_types
-        copy_chunks(conn, target.catalog.name, name, parts.rows, chunks, overlap=False, pg_types=types)
-        if parts.overlap is not None:
-            copy_chunks(conn, target.catalog.name, name, parts.overlap, chunks, overlap=True, pg_types=types)
-    fault_points.reach("load:copied-batch")
+    writer.write(parts.rows, parts.overlap, by_worker)
     for chunk_id, count in counts.items():
         state.counts[chunk_id] += count
     state.rows += parts.rows.num_rows

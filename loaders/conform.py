@@ -73,6 +73,11 @@ class ProblemCollector:
         return self.total > 0
 
 
+def one_array(column: pa.ChunkedArray) -> pa.Array:
+    """A column as one array: its only chunk as it is (``combine_chunks`` would copy it), else the chunks joined."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _show(scalar: pa.Scalar) -> str | None:
     value = scalar.as_py()
     return None if value is None else str(value)
@@ -103,7 +108,7 @@ def conform_batch(
     for column in table.felis.columns:
         target = arrow_type(column.datatype.value)
         if column.name in batch.column_names:
-            values = _convert(batch[column.name].combine_chunks(), target, column.name, source, row_offset, problems)
+            values = _convert(one_array(batch[column.name]), target, column.name, source, row_offset, problems)
         else:
             values = pa.nulls(batch.num_rows, type=target)
         if column.nullable is False and column.name in batch.column_names:
@@ -146,9 +151,11 @@ def _convert(
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         return _parse_strings(values, target, column, source, row_offset, problems)
     if pa.types.is_timestamp(values.type) and pa.types.is_timestamp(target):
-        # Sub-microsecond precision is dropped: PostgreSQL stores microseconds.
+        # Sub-microsecond precision is dropped: PostgreSQL stores microseconds.  Naive values are
+        # taken as UTC: Arrow stores every timestamp as UTC-based, so the cast just labels them
+        # (as assume_timezone(..., "UTC") would, without its per-value zone look-ups).
         micro = pc.cast(values, pa.timestamp("us", tz=values.type.tz), safe=False)
-        return pc.cast(micro if values.type.tz else pc.assume_timezone(micro, "UTC"), target)
+        return pc.cast(micro, target)
     if pa.types.is_floating(target) and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         # Precision loss is what a float column means; overflow to infinity is not.
         converted = pc.cast(values, target, safe=False)
@@ -226,8 +233,8 @@ def _check_positions(
     batch: pa.Table, table: CatalogTable, source: str, row_offset: int, problems: ProblemCollector
 ) -> None:
     assert table.ra_column is not None and table.dec_column is not None
-    ra_values = batch[table.ra_column].combine_chunks()
-    dec_values = batch[table.dec_column].combine_chunks()
+    ra_values = one_array(batch[table.ra_column])
+    dec_values = one_array(batch[table.dec_column])
     ra = ra_values.to_numpy(zero_copy_only=False).astype(float)
     dec = dec_values.to_numpy(zero_copy_only=False).astype(float)
     ra_null = ra_values.is_null().to_numpy(zero_copy_only=False)

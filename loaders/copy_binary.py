@@ -13,6 +13,10 @@ bulk loads well below what the server ingests.  Here a batch is encoded one colu
 4. a string column too uneven to pad splits the row there: its bytes are placed between the
    compacted pieces with one vectorised scatter.
 
+:func:`copy_binary_into` encodes and streams in one go.  :func:`encode_copy_rows` also notes
+where each row ends, so that rows encoded once can be sent in runs to several tables
+(:func:`copy_encoded_into`), as the loader does with the chunks of a batch.
+
 NULL rule: Arrow nulls and pandas ``None``/``NA``/``NaT`` become SQL NULL.  NaN stays a NaN value
 in numpy float columns and Arrow columns; pandas' nullable ``Float64`` folds NaN into NA, so
 there it is NULL.
@@ -21,7 +25,8 @@ there it is NULL.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -31,7 +36,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
-from psycopg.copy import QueuedLibpqWriter
+from psycopg.copy import LibpqWriter, QueuedLibpqWriter
 
 from dms_db.errors import InternalError, UserError
 
@@ -135,8 +140,8 @@ def _arrow_column(batch: Batch, name: str) -> pa.Array:
         array = pa.array(series.to_numpy() if numpy_float else series, from_pandas=not numpy_float)
     else:
         array = batch.column(name)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+    if isinstance(array, pa.ChunkedArray):  # one chunk is used as it is: combining would copy it
+        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
     return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array  # pandas categoricals
 
 
@@ -361,8 +366,56 @@ def encode_copy_binary(
     return _encode(table, columns, header, trailer, first_row=0)
 
 
+@dataclass(frozen=True)
+class EncodedRows:
+    """Binary COPY rows, without header or trailer, and where each row ends.
+
+    Any run of consecutive rows is then a zero-copy slice of one payload: a
+    batch sorted by partition is encoded once and its slices are sent to each
+    partition (and each replica).
+    """
+
+    payload: memoryview
+    ends: np.ndarray  # byte offset just past each row
+
+    def rows(self, first: int, count: int) -> memoryview:
+        """The bytes of rows ``first`` to ``first + count - 1``."""
+        start = int(self.ends[first - 1]) if first else 0
+        return self.payload[start : int(self.ends[first + count - 1])] if count else self.payload[0:0]
+
+
+def encode_copy_rows(table: Batch, columns: Sequence[CopyColumn], out: np.ndarray | None = None) -> EncodedRows:
+    """Encode ``table`` like :func:`encode_copy_binary`, without header and trailer, noting where rows end.
+
+    The rows are written at the start of ``out`` (bytes) when it is large enough, else into a
+    new array: a caller encoding batch after batch can keep reusing one buffer, rather than
+    have fresh memory faulted in each time.  Raises as :func:`encode_copy_binary` does.
+    """
+    fields = _fields(table, columns, first_row=0)
+    payload = _encode_fields(fields, len(table), header=False, trailer=False, out=out)
+    return EncodedRows(payload, np.cumsum(_row_sizes(fields, len(table))))
+
+
+def _row_sizes(fields: Sequence[_Field], rows: int) -> np.ndarray:
+    """Bytes of each encoded row: field count, a length word per field, the values that are not NULL."""
+    sizes = np.full(rows, 2 + 4 * len(fields), np.int64)
+    for field in fields:
+        if field.wire is None:
+            sizes += field.lengths  # NULL strings were emptied
+        elif field.valid is None:
+            sizes += field.wire.itemsize
+        else:
+            sizes += field.valid * field.wire.itemsize
+    return sizes
+
+
 def _encode(table: Batch, columns: Sequence[CopyColumn], header: bool, trailer: bool, first_row: int) -> memoryview:
     """:func:`encode_copy_binary` of a batch whose first row is row ``first_row`` of the caller's."""
+    return _encode_fields(_fields(table, columns, first_row), len(table), header, trailer)
+
+
+def _fields(table: Batch, columns: Sequence[CopyColumn], first_row: int) -> list[_Field]:
+    """The columns of ``table`` prepared in ``columns`` order, after checking that the names match."""
     names = [column.name for column in columns]
     present = [str(name) for name in table.columns] if isinstance(table, pd.DataFrame) else table.column_names
     if len(set(names)) != len(names) or sorted(present) != sorted(names):
@@ -371,10 +424,17 @@ def _encode(table: Batch, columns: Sequence[CopyColumn], header: bool, trailer: 
             hint=f"missing: {sorted(set(names) - set(present))}, unexpected: {sorted(set(present) - set(names))}; "
             "give exactly the COPY columns, each once",
         )
-    fields = [_prepare(column, _arrow_column(table, column.name), first_row) for column in columns]
-    rows, segments = len(table), _layout(fields)
+    return [_prepare(column, _arrow_column(table, column.name), first_row) for column in columns]
+
+
+def _encode_fields(
+    fields: Sequence[_Field], rows: int, header: bool, trailer: bool, out: np.ndarray | None = None
+) -> memoryview:
+    """The binary COPY bytes of ``rows`` rows of prepared fields, at the start of ``out`` if it is large enough."""
+    segments = _layout(fields)
     size = rows * (2 + 4 * len(fields)) + sum(field.data_bytes for field in fields)
-    out = np.empty(size + len(COPY_HEADER) * header + len(COPY_TRAILER) * trailer, np.uint8)
+    size += len(COPY_HEADER) * header + len(COPY_TRAILER) * trailer
+    out = out[:size] if out is not None and out.size >= size else np.empty(size, np.uint8)
     position = 0
     if header:
         out[: len(COPY_HEADER)] = np.frombuffer(COPY_HEADER, np.uint8)
@@ -407,17 +467,8 @@ def copy_binary_into(
     the caller has a transaction open).  Strings are sent as UTF-8 without conversion, so the
     connection's client encoding must be UTF-8.
     """
-    if conn.info.encoding != "utf-8":
-        raise CopyEncodingError(
-            f"the connection's client encoding is {conn.info.encoding}, but the encoder sends UTF-8",
-            hint="connect with client_encoding=UTF8",
-        )
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        qualified_table, sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
-    )
     loaded, piece = 0, _PIECE_ROWS[0]
-    with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
-        copy.write(COPY_HEADER)
+    with _copy_stream(conn, qualified_table, columns, savepoint=True, background_send=True) as copy:
         for number, batch in enumerate(batches):
             by_row = batch.iloc if isinstance(batch, pd.DataFrame) else batch
             lo = 0
@@ -429,5 +480,56 @@ def copy_binary_into(
                     raise CopyEncodingError(message, hint=error.hint) from None
                 lo, piece = lo + piece, min(2 * piece, _PIECE_ROWS[1])
             loaded += len(batch)
-        copy.write(COPY_TRAILER)
     return loaded
+
+
+def copy_encoded_into(
+    conn: psycopg.Connection,
+    qualified_table: sql.Composable,
+    columns: Sequence[CopyColumn],
+    rows: Iterable[memoryview],
+    *,
+    savepoint: bool = True,
+    background_send: bool = True,
+) -> None:
+    """One binary COPY of rows encoded beforehand (:func:`encode_copy_rows`) in ``columns`` order.
+
+    As :func:`copy_binary_into`, in a savepoint and with a psycopg writer thread, unless:
+
+    * ``savepoint=False``: the COPY runs straight in the caller's open transaction, which a
+      failure aborts; for callers that give up the whole transaction on any error anyway, and
+      would otherwise spend a subtransaction per COPY;
+    * ``background_send=False``: the calling thread sends the rows itself; for callers that run
+      several COPYs in threads of their own, where one more thread per COPY adds nothing.
+    """
+    with _copy_stream(conn, qualified_table, columns, savepoint, background_send) as copy:
+        for piece in rows:
+            copy.write(piece)
+
+
+@contextmanager
+def _copy_stream(
+    conn: psycopg.Connection,
+    qualified_table: sql.Composable,
+    columns: Sequence[CopyColumn],
+    savepoint: bool,
+    background_send: bool,
+) -> Iterator[psycopg.Copy]:
+    """An open binary COPY into ``qualified_table``: header written, trailer written on success."""
+    if conn.info.encoding != "utf-8":
+        raise CopyEncodingError(
+            f"the connection's client encoding is {conn.info.encoding}, but the encoder sends UTF-8",
+            hint="connect with client_encoding=UTF8",
+        )
+    if not savepoint and conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise InternalError("a COPY without savepoint needs an open transaction")
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        qualified_table, sql.SQL(", ").join(sql.Identifier(column.name) for column in columns)
+    )
+    scope = conn.transaction() if savepoint else nullcontext()
+    with scope, conn.cursor() as cursor:
+        writer = QueuedLibpqWriter(cursor) if background_send else LibpqWriter(cursor)
+        with cursor.copy(statement, writer=writer) as copy:
+            copy.write(COPY_HEADER)
+            yield copy
+            copy.write(COPY_TRAILER)

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from dms_db.catalog_schema import CatalogTable
 from dms_db.physical import CHUNK_COLUMN, HEALPIX_COLUMN
-from loaders.conform import ProblemCollector
+from loaders.conform import ProblemCollector, one_array
 from sharding.healpix import chunk_of_index, healpix_index, overlap_chunks
 
 
@@ -47,46 +47,85 @@ def partition_directors(batch: pa.Table, table: CatalogTable, chunk_order: int, 
     return PartitionedBatch(rows, overlap)
 
 
+class DirectorLocations:
+    """Chunk and HEALPix index of the directors a load's child rows refer to, each read once.
+
+    The children of one director come in many batches (a DiaObject has
+    DiaSources in many visits), so the locations read from the coordinator's
+    director index are kept for the rest of the load and a batch asks only for
+    directors not seen before.  A director's location never changes, so the
+    copy cannot go stale.
+    """
+
+    def __init__(self, coordinator: psycopg.Connection, schema_name: str, director_table: str) -> None:
+        self._coordinator, self._schema_name, self._director_table = coordinator, schema_name, director_table
+        self._ids = np.empty(0, np.int64)  # sorted
+        self._chunks = np.empty(0, np.int64)
+        self._indexes = np.empty(0, np.int64)
+
+    @property
+    def director_table(self) -> str:
+        """The director table looked up."""
+        return self._director_table
+
+    def locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found, chunk, HEALPix index) of each director id; chunk and index are -1 where not found."""
+        keys = keys.astype(np.int64, copy=False)
+        ordered = np.sort(keys)  # the distinct ids, by sorting: numpy's unique hashes, far slower here
+        self._learn(ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if ordered.size else ordered)
+        if self._ids.size == 0:
+            missing = np.full(keys.size, -1, np.int64)
+            return np.zeros(keys.size, bool), missing, missing.copy()
+        slot = np.minimum(np.searchsorted(self._ids, keys), self._ids.size - 1)
+        found = self._ids[slot] == keys
+        return found, np.where(found, self._chunks[slot], -1), np.where(found, self._indexes[slot], -1)
+
+    def _learn(self, wanted: np.ndarray) -> None:
+        """Read the locations of the ``wanted`` (sorted) directors not known yet."""
+        if self._ids.size:
+            slot = np.minimum(np.searchsorted(self._ids, wanted), self._ids.size - 1)
+            wanted = wanted[self._ids[slot] != wanted]
+        if wanted.size == 0:
+            return
+        found = self._coordinator.execute(
+            "SELECT d.object_id, d.chunk_id, d.healpix_index FROM unnest(%s::bigint[]) AS wanted(id) "
+            "JOIN dms.director_index d ON d.object_id = wanted.id AND d.schema_name = %s AND d.table_name = %s",
+            ([int(k) for k in wanted], self._schema_name, self._director_table),
+        ).fetchall()
+        if not found:
+            return
+        ids, chunks, indexes = np.array(found, dtype=np.int64).T
+        ids, chunks, indexes = (
+            np.concatenate(pair) for pair in ((self._ids, ids), (self._chunks, chunks), (self._indexes, indexes))
+        )
+        order = np.argsort(ids, kind="stable")
+        self._ids, self._chunks, self._indexes = ids[order], chunks[order], indexes[order]
+
+
 def partition_children(
     batch: pa.Table,
     table: CatalogTable,
-    director_table: str,
-    schema_name: str,
-    coordinator: psycopg.Connection,
+    directors: DirectorLocations,
     source: str,
     row_offset: int,
     problems: ProblemCollector,
 ) -> PartitionedBatch:
     """Chunk and index of each child row from its director; unknown directors are problems."""
     assert table.director_key
-    keys_array = batch[table.director_key].combine_chunks()
-    keys = keys_array.to_numpy(zero_copy_only=False)
+    keys_array = one_array(batch[table.director_key])
     valid = ~keys_array.is_null().to_numpy(zero_copy_only=False)
-    wanted = np.unique(keys[valid].astype(np.int64))
-    found = coordinator.execute(
-        "SELECT d.object_id, d.chunk_id, d.healpix_index FROM unnest(%s::bigint[]) AS wanted(id) "
-        "JOIN dms.director_index d ON d.object_id = wanted.id AND d.schema_name = %s AND d.table_name = %s",
-        ([int(k) for k in wanted], schema_name, director_table),
-    ).fetchall()
-    known = np.array([r[0] for r in found], dtype=np.int64)
-    order = np.argsort(known)
-    known_sorted = known[order]
-    chunks = np.array([r[1] for r in found], dtype=np.int64)[order]
-    indexes = np.array([r[2] for r in found], dtype=np.int64)[order]
-    safe_keys = np.where(valid, keys, 0).astype(np.int64)
-    if known_sorted.size == 0:  # sentinels keep the look-up below branch-free
-        known_sorted, chunks, indexes = np.array([-1]), np.array([-1]), np.array([-1])
-    slot_clipped = np.minimum(np.searchsorted(known_sorted, safe_keys), known_sorted.size - 1)
-    matched = valid & (known_sorted[slot_clipped] == safe_keys) & (safe_keys != -1)
+    keys = np.where(valid, keys_array.fill_null(0).to_numpy(zero_copy_only=False), 0).astype(np.int64)
+    found, chunk, index = directors.locate(keys)
+    found &= valid
+    chunk, index = np.where(found, chunk, -1), np.where(found, index, -1)
+    director_table = directors.director_table
     problems.add_rows(
         source,
-        valid & ~matched,
+        valid & ~found,
         row_offset,
         table.director_key,
         keys_array,
         f"refers to a {director_table} that is not loaded; load the {director_table} rows first",
     )
-    chunk = np.where(matched, chunks[slot_clipped], -1)
-    index = np.where(matched, indexes[slot_clipped], -1)
     rows = batch.append_column(CHUNK_COLUMN, pa.array(chunk)).append_column(HEALPIX_COLUMN, pa.array(index))
     return PartitionedBatch(rows, None)

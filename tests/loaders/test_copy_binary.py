@@ -23,9 +23,17 @@ from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
-from dms_db.errors import UserError
+from dms_db.errors import InternalError, UserError
 from loaders import copy_binary
-from loaders.copy_binary import COPY_HEADER, COPY_TRAILER, CopyColumn, CopyEncodingError, copy_binary_into
+from loaders.copy_binary import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    CopyColumn,
+    CopyEncodingError,
+    copy_binary_into,
+    copy_encoded_into,
+    encode_copy_rows,
+)
 from loaders.copy_binary import encode_copy_binary as encode
 
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's zero
@@ -217,6 +225,30 @@ def test_batches_of_one_copy_carry_header_first_and_trailer_last(conn: psycopg.C
         ],
     )
     assert stored_rows(conn) == expected_rows(pa.concat_tables(parts))
+
+
+def test_rows_encoded_once_are_sent_as_slices(conn: psycopg.Connection) -> None:
+    table = seeded_table(30_000, seed=11)  # NULLs everywhere and scattered text: rows of every size
+    encoded = encode_copy_rows(table, COLUMNS)
+    assert int(encoded.ends[-1]) == len(encoded.payload)
+    spans = [(0, 1), (1, 4999), (5000, 0), (5000, 20_000), (25_000, 5000)]
+    for first, count in spans:
+        alone = encode(table.slice(first, count), COLUMNS, header=False, trailer=False)
+        assert bytes(encoded.rows(first, count)) == bytes(alone), (first, count)
+    conn.autocommit = False
+    with conn.transaction():  # without savepoint: straight in the caller's transaction
+        target = sql.Identifier("t")
+        pieces = [encoded.rows(first, count) for first, count in spans]
+        copy_encoded_into(conn, target, COLUMNS, pieces, savepoint=False, background_send=False)
+    assert stored_rows(conn) == expected_rows(table)
+
+
+def test_a_copy_without_savepoint_needs_an_open_transaction(conn: psycopg.Connection) -> None:
+    encoded = encode_copy_rows(seeded_table(10, seed=12), COLUMNS)
+    with pytest.raises(InternalError, match="open transaction"):
+        copy_encoded_into(conn, sql.Identifier("t"), COLUMNS, [encoded.payload], savepoint=False)
+    copy_encoded_into(conn, sql.Identifier("t"), COLUMNS, [encoded.payload])  # in its own savepoint
+    assert len(stored_rows(conn)) == 10
 
 
 def test_copy_binary_into_streams_arrow_pandas_and_empty_batches(conn: psycopg.Connection) -> None:
