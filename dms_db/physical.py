@@ -5,7 +5,8 @@ function here, never spelled by hand elsewhere.  Catalog tables are derived
 from their Felis definition plus dms-db's system columns:
 
 * ``chunk_id``       (partitioned tables) the chunk of the row's director position
-* ``healpix_index``  (partitioned tables) order-29 nested HEALPix index of that position
+* ``healpix_index``  (partitioned tables) order-29 nested HEALPix index of the row's own
+  position (a child without one takes its director's)
 * ``dms_load_id``    the load that wrote the row (added by migration 0002)
 
 A director or child table is a PostgreSQL table partitioned by LIST
@@ -43,6 +44,17 @@ CHUNK_COLUMN = "chunk_id"
 HEALPIX_COLUMN = "healpix_index"
 LOAD_ID_COLUMN = "dms_load_id"
 MAX_IDENTIFIER_BYTES = 63
+HEALPIX_LOOKUP_KINDS = frozenset({TableKind.CHILD})
+"""Kinds whose positions are found through ``healpix_index`` ranges instead of a GiST index.
+
+Child tables (DiaSource, Source, ForcedSource) hold most of a survey's rows,
+and a pgSphere GiST costs more to build than the COPY that fills the table
+(about 3 us per row).  Their ``healpix_index`` is the order-29 index of the
+row's own position, and the coordinator ANDs order-29 ranges covering the
+query's region to the worker query, which the ``healpix_index`` B-tree
+answers (Rubin's APDB finds DiaSources the same way, by pixel ranges).
+Directors keep the GiST index, which near-neighbour joins need.
+"""
 _DIALECT = postgresql.dialect()
 
 
@@ -109,7 +121,7 @@ def worker_table(catalog: CatalogSchema, ctable: CatalogTable, metadata: MetaDat
 
 
 def worker_indexes(ctable: CatalogTable, table: Table) -> list[Index]:
-    """Indexes of a worker table: HEALPix B-tree, pgSphere GiST, keys."""
+    """Indexes of a worker table: HEALPix B-tree, keys, and pgSphere GiST except on child tables."""
     indexes = []
     name = table.name
     if ctable.is_partitioned:
@@ -119,7 +131,7 @@ def worker_indexes(ctable: CatalogTable, table: Table) -> list[Index]:
             indexes.append(Index(index_name(name, "key"), *key, table.c[CHUNK_COLUMN], unique=True))
         if ctable.kind is TableKind.CHILD and ctable.director_key:
             indexes.append(Index(index_name(name, "director"), table.c[ctable.director_key]))
-    if ctable.ra_column and ctable.dec_column:
+    if ctable.ra_column and ctable.dec_column and not (ctable.is_partitioned and ctable.kind in HEALPIX_LOOKUP_KINDS):
         indexes.append(
             Index(
                 index_name(name, "spoint"),

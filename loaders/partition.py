@@ -2,8 +2,10 @@
 
 Pure transforms on Arrow tables (vectorised with numpy/healpy): director rows
 get the chunk and order-29 index of their own position, plus copies for the
-overlap partitions of nearby chunks; child rows get those of their director,
-looked up in the coordinator's director index.
+overlap partitions of nearby chunks; child rows get the chunk of their
+director, looked up in the coordinator's director index, and the order-29
+index of their own position (their director's when they have none), which the
+coordinator's HEALPix ranges select them by.
 """
 
 from __future__ import annotations
@@ -127,5 +129,27 @@ def partition_children(
         keys_array,
         f"refers to a {director_table} that is not loaded; load the {director_table} rows first",
     )
+    if table.ra_column and table.dec_column:
+        index = _own_index_where_known(batch, table.ra_column, table.dec_column, fallback=index)
     rows = batch.append_column(CHUNK_COLUMN, pa.array(chunk)).append_column(HEALPIX_COLUMN, pa.array(index))
     return PartitionedBatch(rows, None)
+
+
+def _own_index_where_known(batch: pa.Table, ra_column: str, dec_column: str, fallback: np.ndarray) -> np.ndarray:
+    """Order-29 index of each row's own position; ``fallback`` where the position is null.
+
+    A row without a position never satisfies a spatial condition, so which
+    index it carries does not change any answer; its director's keeps it
+    next to its siblings.  Invalid positions were reported by ``conform`` (this
+    still runs so that unknown directors are reported too) and count as unknown.
+    """
+    ra_array, dec_array = one_array(batch[ra_column]), one_array(batch[dec_column])
+    ra = ra_array.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+    dec = dec_array.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
+    known &= ~(ra_array.is_null().to_numpy(zero_copy_only=False) | dec_array.is_null().to_numpy(zero_copy_only=False))
+    if not known.any():
+        return fallback
+    own = healpix_index(np.where(known, ra, 0.0), np.where(known, dec, 0.0))
+    return np.where(known, own, fallback)

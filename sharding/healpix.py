@@ -235,6 +235,26 @@ def ranges_of_pixels(pixels: ArrayLike, order: int) -> list[PixelRange]:
     return _to_ranges(*merge_bounds(pix << shift, (pix + 1) << shift))
 
 
+def intersect_ranges(first: Iterable[PixelRange], second: Iterable[PixelRange]) -> list[PixelRange]:
+    """The indexes in both range lists, as merged ranges.
+
+    >>> intersect_ranges([PixelRange(0, 10), PixelRange(20, 30)], [PixelRange(5, 25)])
+    [PixelRange(start=5, stop=10), PixelRange(start=20, stop=25)]
+    """
+    a, b = merge_ranges(first), merge_ranges(second)
+    found: list[PixelRange] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start, stop = max(a[i].start, b[j].start), min(a[i].stop, b[j].stop)
+        if start < stop:
+            found.append(PixelRange(start, stop))
+        if a[i].stop <= b[j].stop:
+            i += 1
+        else:
+            j += 1
+    return found
+
+
 def limit_ranges(ranges: Iterable[PixelRange], max_ranges: int) -> list[PixelRange]:
     """Merge ranges, then fill the smallest gaps until at most ``max_ranges`` remain.
 

@@ -24,6 +24,7 @@ where a filter in WHERE would not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -31,7 +32,9 @@ from sqlglot import exp
 from adql.refs import TableRef
 from dms_db.physical import CHUNK_COLUMN, overlap_table_name
 from sharding.coordinator.failures import unsupported_query
+from sharding.coordinator.index_ranges import range_condition
 from sharding.coordinator.materialize import PLACEHOLDER_PREFIX
+from sharding.healpix import PixelRange
 
 __all__ = ["CHUNK_LIST_SENTINEL", "LevelLayout", "analyse_level", "chunk_local_select", "level_tables"]
 
@@ -352,14 +355,16 @@ def _check_outer_joins(select: exp.Select) -> None:
         before |= right
 
 
-def _chunk_filter(table: exp.Table, overlap: bool) -> exp.Select:
+def _chunk_filter(table: exp.Table, overlap: bool, index_ranges: list[PixelRange] | None = None) -> exp.Select:
     name = table.name
     if overlap:
         name = overlap_table_name(name)
     source = exp.Table(this=exp.to_identifier(name, quoted=True), db=exp.to_identifier(table.db, quoted=True))
-    condition = exp.In(
+    condition: exp.Expr = exp.In(
         this=exp.column(CHUNK_COLUMN, quoted=True), expressions=[exp.Literal.number(CHUNK_LIST_SENTINEL)]
     )
+    if index_ranges is not None:
+        condition = exp.and_(condition, exp.paren(range_condition(index_ranges)))
     return exp.select(exp.Star()).from_(source).where(condition)
 
 
@@ -377,12 +382,17 @@ def _alias_of(table: exp.Table, ref: TableRef, select: exp.Select) -> str:
     return alias
 
 
-def chunk_local_select(select: exp.Select, layout: LevelLayout) -> exp.Select:
+def chunk_local_select(
+    select: exp.Select, layout: LevelLayout, index_ranges: Mapping[int, list[PixelRange]] | None = None
+) -> exp.Select:
     """A copy of ``select`` whose partitioned tables read only the sentinel chunk list.
 
     The caller replaces :data:`CHUNK_LIST_SENTINEL` in the SQL text with the
-    chunk ids given to each worker.
+    chunk ids given to each worker.  ``index_ranges`` (by table occurrence)
+    further restricts those tables to HEALPix index ranges
+    (:mod:`sharding.coordinator.index_ranges`).
     """
+    index_ranges = index_ranges or {}
     copy = select.copy()
     overlap_occurrences = set(layout.overlap_partner)
     link_clauses = {occ: _clause_index(copy, cond) for occ, cond in layout.overlap_condition.items()}
@@ -391,7 +401,7 @@ def chunk_local_select(select: exp.Select, layout: LevelLayout) -> exp.Select:
     for table, ref in targets:
         aliases[ref.occurrence] = _alias_of(table, ref, copy)
     for table, ref in targets:
-        relation: exp.Query = _chunk_filter(table, overlap=False)
+        relation: exp.Query = _chunk_filter(table, overlap=False, index_ranges=index_ranges.get(ref.occurrence))
         if ref.occurrence in overlap_occurrences:
             relation = exp.union(relation, _chunk_filter(table, overlap=True), distinct=False)
         table.replace(

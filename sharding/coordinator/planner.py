@@ -32,6 +32,7 @@ from sqlglot import exp, parse_one
 
 from adql.description import QueryDescription
 from sharding.coordinator.failures import unsupported_query
+from sharding.coordinator.index_ranges import occurrence_ranges
 from sharding.coordinator.locality import (
     CHUNK_LIST_SENTINEL,
     PARTITIONED_KINDS,
@@ -219,7 +220,8 @@ class Planner:
         chunk_map = self.engine.chunk_map(layout_info.chunk_order)
         placed = chunk_map.placed(chunks)
         split = split_level(select)
-        worker_text = await self._render(chunk_local_select(split.worker, layout), for_workers=True)
+        index_ranges = occurrence_ranges(description.healpix_targets) if description is not None else {}
+        worker_text = await self._render(chunk_local_select(split.worker, layout, index_ranges), for_workers=True)
 
         def sql_for(chunk_ids: Sequence[int]) -> str:
             if layout.overlap_partner and len(chunk_ids) > 1:

@@ -134,3 +134,40 @@ def test_check_detects_drift(local_cluster: LocalCluster, deployed: Topology) ->
     finally:
         with psycopg.connect(worker.dsn) as conn:
             conn.execute("ALTER TABLE dms_worker.deployed_table DROP COLUMN stray")
+
+
+def test_0006_recomputes_child_indexes_from_own_positions_and_drops_the_gist(
+    local_cluster: LocalCluster, deployed: Topology
+) -> None:
+    """A worker deployed before 0006: child GiST index present, rows carrying their director's index."""
+    import numpy as np
+
+    from dms_db.catalog_schema import load_catalog_schema, shipped_schema_path
+    from dms_db.physical import index_name
+    from sharding.healpix import healpix_index
+
+    apdb = load_catalog_schema(shipped_schema_path("apdb"))
+    worker = deployed.workers[2]
+    rng = np.random.default_rng(6)
+    ra, dec = rng.uniform(0, 360, 300), np.degrees(np.arcsin(rng.uniform(-1, 1, 300)))
+    ra[:2], dec[:2] = [0.0, 180.0], [90.0, -90.0]  # the poles
+    gist = index_name("DiaSource", "spoint")
+    with psycopg.connect(worker.dsn) as conn:
+        ensure_chunk_partitions(conn, "apdb", apdb.table("DiaSource"), [5])
+        conn.execute(f'CREATE INDEX "{gist}" ON apdb."DiaSource" USING gist (spoint(radians(ra), radians(dec)))')
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                'INSERT INTO apdb."DiaSource" ("diaSourceId", visit, detector, "diaObjectId", "midpointMjdTai", '
+                "band, ra, dec, chunk_id, healpix_index) VALUES (%s, 1, 1, 1, 60000, 'g', %s, %s, 5, 12345)",
+                [(i, float(r), float(d)) for i, (r, d) in enumerate(zip(ra, dec, strict=True))],
+            )
+    migration_support.downgrade(deployed, "0005")
+    migration_support.upgrade(deployed)
+    with psycopg.connect(worker.dsn) as conn:
+        rows = conn.execute('SELECT ra, dec, healpix_index FROM apdb."DiaSource" ORDER BY "diaSourceId"').fetchall()
+        left = conn.execute("SELECT to_regclass(%s)", (f'apdb."{gist}"',)).fetchone()[0]
+        conn.execute('DELETE FROM apdb."DiaSource"')
+    stored = np.array([r[2] for r in rows], dtype=np.int64)
+    assert left is None
+    differ = np.flatnonzero(stored != healpix_index(ra, dec))
+    assert len(rows) == 300 and differ.size == 0, [(ra[i], dec[i], stored[i]) for i in differ]
