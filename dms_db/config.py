@@ -71,6 +71,14 @@ class LocalClusterConfig(BaseModel):
     )
     fsync: bool = Field(True, description="Whether servers fsync; only throwaway test clusters should turn it off.")
     shared_buffers_mb: int = Field(128, ge=16, description="shared_buffers of each server, in MiB.")
+    wal_level: Literal["minimal", "replica", "logical"] = Field(
+        "minimal",
+        description=(
+            "wal_level of each server.  'minimal' lets a load skip the write-ahead log for the chunk "
+            "partitions it creates (PostgreSQL's advice for bulk loading) but rules out streaming "
+            "replication and point-in-time recovery; choose 'replica' for servers that need them."
+        ),
+    )
 
 
 class ServiceConfig(BaseModel):

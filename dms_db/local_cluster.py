@@ -103,5 +103,6 @@ class LocalCluster:
             host=self.local.host,
             shared_buffers_mb=self.local.shared_buffers_mb,
             fsync=self.local.fsync,
+            wal_level=self.local.wal_level,
         )
         return PostgresServer(self.local.data_dir / name, settings, self.account, self.passfile, self.local.bin_dir)

@@ -52,6 +52,7 @@ class ServerSettings:
     max_locks_per_transaction: int = 512
     shared_buffers_mb: int = 128
     fsync: bool = True
+    wal_level: str = "replica"
 
     def as_conf(self, socket_dir: Path) -> str:
         """Render the settings as a postgresql.conf fragment."""
@@ -68,6 +69,8 @@ class ServerSettings:
             f"fsync = {durable}",
             f"synchronous_commit = {durable}",
             f"full_page_writes = {durable}",
+            f"wal_level = {self.wal_level}",
+            *(["max_wal_senders = 0"] if self.wal_level == "minimal" else []),
             "logging_collector = off",
             "log_min_messages = warning",
             "log_line_prefix = '%m [%p] %d '",

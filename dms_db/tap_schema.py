@@ -182,7 +182,8 @@ def _indexed_columns(table: CatalogTable) -> set[str]:
     the leading column of every multi-column key or index (a B-tree serves it too), the
     director key of partitioned tables (the director index maps it to a chunk) and the
     position columns of every table that has them (``dms_db.physical`` builds a pgSphere
-    index on them, and a director's HEALPix index turns a region into index ranges).
+    index on them, or for child tables the coordinator turns a region into ranges of the
+    HEALPix index of the row's position).
     """
     felis = table.felis
     by_id = {column.id: column.name for column in felis.columns}

@@ -354,10 +354,11 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False) ->
             conn.execute(sql.SQL("CREATE INDEX ON {} USING gist (spoint(radians(ra), radians(dec)))").format(target))
         conn.commit()
         for _ in range(repeats):
-            conn.execute(sql.SQL("TRUNCATE {}").format(target))
-            conn.commit()
             with Sampler() as sampler:
                 start = time.perf_counter()
+                # TRUNCATE in the COPY's transaction: with wal_level = minimal the COPY then
+                # skips the write-ahead log, as the loader's new partitions do.
+                conn.execute(sql.SQL("TRUNCATE {}").format(target))
                 with conn.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
                     copy.write(COPY_HEADER)
                     for piece in pieces:
@@ -414,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also COPY into the plain table carrying the loader partitions' indexes (slow)",
     )
+    parser.add_argument(
+        "--wal-level",
+        choices=("minimal", "replica"),
+        default="minimal",
+        help="wal_level of every server, the baseline's included (default: the local cluster's, minimal)",
+    )
     parser.add_argument("--profile", action="store_true", help="run the loader phase under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the cluster directory (debugging)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "ingest.json")
@@ -433,7 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = home / "cluster"
     config = DmsConfig(
         local=LocalClusterConfig(
-            workers=args.workers, data_dir=data_dir, base_port=free_port_block(args.workers + 1), fsync=False
+            workers=args.workers,
+            data_dir=data_dir,
+            base_port=free_port_block(args.workers + 1),
+            fsync=False,
+            wal_level=args.wal_level,
         )
     )
     cluster = LocalCluster(config)
@@ -444,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_at_start": load_start,
         "workers": args.workers,
         "fsync": False,
+        "wal_level": args.wal_level,
         "code": code_version(),
     }
     try:
@@ -535,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             f"plain table on disk {baseline['table_bytes'] / mib:,.0f} MiB"
         )
         print(
-            f"cluster:  {args.workers} workers, chunk order {order}, {loader['chunks']} DiaSource chunks, fsync off; "
+            f"cluster:  {args.workers} workers, chunk order {order}, {loader['chunks']} DiaSource chunks, fsync off, "
+            f"wal_level {args.wal_level}; "
             f"after the load {loader['partition_indexes']['with_every_parent_index']} of "
             f"{loader['partition_indexes']['partitions']} partitions carry every index of the parent"
         )

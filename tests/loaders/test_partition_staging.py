@@ -127,28 +127,41 @@ def test_new_partitions_are_attached_with_every_parent_index(
     # DiaObject main and overlap partitions and DiaSource partitions, on both workers
     assert assert_partitions_are_complete(cluster) > 3
 
-    sources = survey["apdb.DiaSource"]
-    ra, dec = float(sources["ra"].iloc[0]), float(sources["dec"].iloc[0])
+    # The partitions' own indexes serve queries: a director's GiST, a child's HEALPix B-tree.
+    objects = survey["apdb.DiaObject"]
+    ra, dec = float(objects["ra"].iloc[0]), float(objects["dec"].iloc[0])
+    director_plan = _plan_on_chunk_of(
+        cluster,
+        "DiaObject",
+        'EXPLAIN SELECT count(*) FROM apdb."DiaObject" WHERE chunk_id = %s '
+        "AND spoint(radians(ra), radians(dec)) <@ scircle(spoint(radians(%s), radians(%s)), radians(0.05))",
+        (ra, dec),
+    )
+    child_plan = _plan_on_chunk_of(
+        cluster,
+        "DiaSource",
+        'EXPLAIN SELECT count(*) FROM apdb."DiaSource" WHERE chunk_id = %s '
+        "AND healpix_index >= %s AND healpix_index < %s",
+        (0, 2**40),
+    )
+    for plan, table, purpose in ((director_plan, "DiaObject", "spoint"), (child_plan, "DiaSource", "healpix")):
+        chunk_id = plan[1]
+        assert index_name(chunk_partition_name(table, chunk_id), purpose) in plan[0], plan[0]
+        assert "Seq Scan" not in plan[0], plan[0]
+
+
+def _plan_on_chunk_of(cluster: DatabaseCluster, table: str, explain: str, params: tuple) -> tuple[str, int]:
+    """EXPLAIN ``explain`` (chunk id first parameter) on the fullest chunk of ``table``, seq scans off."""
     with psycopg.connect(cluster.coordinator_dsn) as conn:
-        row = conn.execute(
+        chunk_id, node = conn.execute(
             "SELECT p.chunk_id, n.name FROM dms.chunk_row_count c JOIN dms.chunk_placement p USING (chunk_id) "
-            "JOIN dms.node n USING (node_id) WHERE c.table_name = 'DiaSource' ORDER BY c.row_count DESC LIMIT 1"
+            "JOIN dms.node n USING (node_id) WHERE c.table_name = %s ORDER BY c.row_count DESC LIMIT 1",
+            (table,),
         ).fetchone()
-    chunk_id, node = row
     dsn = next(w.dsn for w in cluster.topology.workers if w.name == node)
     with psycopg.connect(dsn) as conn:
         conn.execute("SET enable_seqscan = off")
-        plan = "\n".join(
-            r[0]
-            for r in conn.execute(
-                'EXPLAIN SELECT count(*) FROM apdb."DiaSource" WHERE chunk_id = %s '
-                "AND spoint(radians(ra), radians(dec)) <@ scircle(spoint(radians(%s), radians(%s)), radians(0.05))",
-                (chunk_id, ra, dec),
-            )
-        )
-    partition_index = index_name(chunk_partition_name("DiaSource", chunk_id), "spoint")
-    assert partition_index in plan, plan
-    assert "Seq Scan" not in plan, plan
+        return "\n".join(r[0] for r in conn.execute(explain, (chunk_id, *params))), chunk_id
 
 
 def test_a_load_into_existing_partitions_keeps_them_and_their_indexes(
