@@ -304,8 +304,8 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False) ->
     """Raw binary COPY of the same (conformed, pre-encoded) rows into one plain table.
 
     Unindexed, or with ``indexed`` the indexes each loader partition has (unique diaSourceId,
-    diaObjectId B-tree, pgSphere GiST on the position; not the healpix_index B-tree, since the
-    plain table has no such column), created before the COPY.
+    diaObjectId B-tree; not the healpix_index B-tree, since the plain table has no such column),
+    created before the COPY.
     """
     import psycopg
     import pyarrow.parquet as pq
@@ -350,8 +350,6 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False) ->
         if indexed:
             conn.execute(sql.SQL('CREATE UNIQUE INDEX ON {} ("diaSourceId")').format(target))
             conn.execute(sql.SQL('CREATE INDEX ON {} ("diaObjectId")').format(target))
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_sphere")
-            conn.execute(sql.SQL("CREATE INDEX ON {} USING gist (spoint(radians(ra), radians(dec)))").format(target))
         conn.commit()
         for _ in range(repeats):
             with Sampler() as sampler:
