@@ -106,6 +106,10 @@ def _expand(bounds: np.ndarray) -> np.ndarray:
     return np.repeat(starts, lengths) + offsets
 
 
+COVERAGE_BOUNDARY_PIXELS = 64
+"""Fewest pixels along a region's boundary when it is covered for chunks or index ranges."""
+
+
 def _fact(order: int) -> int:
     """healpy's oversampling for inclusive queries: test pixels at order + 2 (or 29)."""
     return 2 ** min(2, FINE_ORDER - order)
@@ -133,9 +137,11 @@ class Region(ABC):
         """Perimeter in radians; it sets how fine a coverage must be to be tight."""
 
     def _coverage_order(self, max_ranges: int) -> int:
-        # About 16 pixels of boundary per wanted range: fine enough that filling the
-        # smallest gaps afterwards, not the pixel size, decides the final tightness.
-        target = max(64, 16 * max_ranges)
+        # About 4 pixels of boundary per wanted range, and at least 64 along the
+        # boundary: the cover then exceeds the region by a few per cent of its area
+        # (finer orders gain under 8 % for a cone), and healpy's cost grows with the
+        # square of this number, which every query pays while planning.
+        target = max(COVERAGE_BOUNDARY_PIXELS, 4 * max_ranges)
         return order_for_resolution(self._boundary_length() / target)
 
     def pixels(self, order: int) -> np.ndarray:
@@ -152,7 +158,7 @@ class Region(ABC):
         chunk_order = validate_chunk_order(chunk_order)
         # Covering at a finer order first keeps small regions from pulling in
         # neighbouring chunks that they only approach.
-        order = max(chunk_order, self._coverage_order(64))
+        order = max(chunk_order, self._coverage_order(1))
         bounds = np.asarray(self._pixel_ranges(order), dtype=np.int64).reshape(-1, 2)
         shift = 2 * (order - chunk_order)
         return _expand(np.stack([bounds[:, 0] >> shift, ((bounds[:, 1] - 1) >> shift) + 1], axis=1))

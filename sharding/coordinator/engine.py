@@ -25,7 +25,7 @@ from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
 from sharding.coordinator.dispatch import Dispatcher
 from sharding.coordinator.failures import coordinator_error
-from sharding.coordinator.planner import FinalStep, Planner
+from sharding.coordinator.planner import CoordinatorSession, FinalStep, LevelShapeCache, Planner
 from sharding.coordinator.sync_bridge import SyncBridge
 from sharding.coordinator.uploads import UploadedTable, upload_table_info
 
@@ -100,6 +100,7 @@ class QueryEngine:
         self._catalog: ClusterCatalog | None = None
         self._chunk_maps: dict[int, ChunkMap] = {}
         self._translations: dict[tuple[str, int | None], TranslatedQuery] = {}
+        self.level_shapes = LevelShapeCache(TRANSLATION_CACHE_SIZE)
 
     # ------------------------------------------------------------ metadata
 
@@ -108,6 +109,7 @@ class QueryEngine:
         self._catalog = None
         self._chunk_maps = {}
         self._translations = {}
+        self.level_shapes.clear()
 
     def catalog(self) -> ClusterCatalog:
         """The deployed catalogs, read from the coordinator on first use."""
@@ -149,7 +151,8 @@ class QueryEngine:
             translated = translate(adql_text, extended, max_rows=max_rows)
         else:
             translated = self.translate(adql_text, max_rows)
-        async with self.dispatcher.coordinator_session() as session:
+        session = CoordinatorSession(self.dispatcher)
+        try:
             planner = Planner(self, session)
             try:
                 if uploads:
@@ -163,11 +166,13 @@ class QueryEngine:
             finally:
                 with suppress(psycopg.Error):
                     await planner.cleanup()
+        finally:
+            await session.aclose()
 
     @asynccontextmanager
-    async def _final_rows(self, final: FinalStep, session: psycopg.AsyncConnection) -> AsyncIterator[Any]:
+    async def _final_rows(self, final: FinalStep, session: CoordinatorSession) -> AsyncIterator[Any]:
         if final.on_coordinator:
-            async with _coordinator_rows(session, final.sql) as rows:
+            async with _coordinator_rows(await session.get(), final.sql) as rows:
                 yield rows
             return
         stream = final.stream(self.dispatcher)

@@ -94,6 +94,7 @@ class Attempt:
     first: list[tuple] | None = None  # the first batch, held back until the caller takes it
     batches: asyncio.Queue[list[tuple]] = field(default_factory=lambda: asyncio.Queue(maxsize=1))
     released: bool = False  # some of its rows reached the caller: it can no longer be retried
+    cursors: list[psycopg.AsyncServerCursor] = field(default_factory=list)  # closed once the transaction ends
 
 
 class Sink(Protocol):
@@ -196,7 +197,7 @@ class Execution:
                 sql.SQL("BEGIN READ ONLY; SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
             )
             await self.sink.consume(self, attempt, conn)
-            await conn.execute("ROLLBACK")  # read only: nothing to commit; also closes the cursor
+            await conn.execute("ROLLBACK")  # read only: nothing to commit; also closes the cursors
         except BaseException:
             await _interrupt(conn)
             if conn.broken or conn.closed:
@@ -204,6 +205,11 @@ class Execution:
             raise
         finally:
             attempt.conn = None
+            # After ROLLBACK (or with the connection gone) this costs no round trip.
+            for cursor in attempt.cursors:
+                with contextlib.suppress(Exception):
+                    await cursor.close()
+            attempt.cursors.clear()
             await pool.release(conn)
 
     def _attempt_failed(self, attempt: Attempt, exc: Exception) -> None:
@@ -301,21 +307,37 @@ class Execution:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+FIRST_NORMAL_OBJECT_ID = 16384
+"""PostgreSQL's FirstNormalObjectId: OIDs below it are built in, the same on every server."""
+
+_BUILTIN_TYPE_NAMES: dict[tuple[int, int], str] = {}
+
+
 async def describe_columns(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncCursor) -> list[ResultColumnType]:
-    """Names and SQL types of a described result; types named by the node that knows their OIDs."""
+    """Names and SQL types of a described result; types named by the node that knows their OIDs.
+
+    Built-in types are named once per process: their OIDs and names are the same on
+    every PostgreSQL server, so most queries need no round trip here.  Extension
+    types (pgSphere's) have per-database OIDs and are always asked.
+    """
     description = cursor.description or []
     result = cursor.pgresult
     if not description or result is None:
         return []
-    oids = [result.ftype(i) for i in range(len(description))]
-    mods = [result.fmod(i) for i in range(len(description))]
-    async with conn.cursor() as cur:
-        await cur.execute(
-            "SELECT format_type(t, m) FROM unnest(%s::oid[], %s::int[]) WITH ORDINALITY AS u(t, m, i) ORDER BY i",
-            (oids, mods),
-        )
-        types = [row[0] for row in await cur.fetchall()]
-    return [ResultColumnType(col.name, type_sql) for col, type_sql in zip(description, types, strict=True)]
+    keys = [(result.ftype(i), result.fmod(i)) for i in range(len(description))]
+    unknown = sorted({key for key in keys if key not in _BUILTIN_TYPE_NAMES})
+    names = dict(_BUILTIN_TYPE_NAMES)
+    if unknown:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "SELECT t, m, format_type(t, m) FROM unnest(%s::oid[], %s::int[]) AS u(t, m)",
+                ([oid for oid, _ in unknown], [mod for _, mod in unknown]),
+            )
+            for oid, mod, type_sql in await cur.fetchall():
+                names[(int(oid), int(mod))] = type_sql
+                if int(oid) < FIRST_NORMAL_OBJECT_ID:
+                    _BUILTIN_TYPE_NAMES[(int(oid), int(mod))] = type_sql
+    return [ResultColumnType(col.name, names[key]) for col, key in zip(description, keys, strict=True)]
 
 
 async def _interrupt(conn: psycopg.AsyncConnection) -> None:

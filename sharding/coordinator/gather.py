@@ -125,9 +125,9 @@ class GatherSink:
         """Learn the columns with a declared (not run) cursor, then COPY the statement out."""
         query = execution.query_for(attempt)
         cursor = conn.cursor(name=f"dms_describe_{attempt.number}")
+        attempt.cursors.append(cursor)  # never fetched; the transaction's end closes it
         await cursor.execute(query)
         columns = await execution.learn_columns(conn, cursor)
-        await cursor.close()
         await self.writer.ensure_table(columns)
         if execution.plan.describe_only:
             return

@@ -49,8 +49,17 @@ async def _discard_session_state(conn: psycopg.AsyncConnection) -> None:
 class NodePool:
     """The lazily opened pool of one node, with fast failure detection."""
 
-    def __init__(self, node: NodeSpec, *, max_size: int, connect_timeout_s: float, acquire_timeout_s: float) -> None:
+    def __init__(
+        self,
+        node: NodeSpec,
+        *,
+        max_size: int,
+        connect_timeout_s: float,
+        acquire_timeout_s: float,
+        reset_sessions: bool = True,
+    ) -> None:
         self.node = node
+        self.reset_sessions = reset_sessions
         self.max_size = max_size
         self.connect_timeout_s = connect_timeout_s
         self.acquire_timeout_s = acquire_timeout_s
@@ -155,7 +164,7 @@ class NodePool:
                 "prepare_threshold": None,
             },
             check=AsyncConnectionPool.check_connection,
-            reset=_discard_session_state,
+            reset=_discard_session_state if self.reset_sessions else None,
         )
 
     def _connect_failed(self, exc: BaseException) -> None:
@@ -181,7 +190,15 @@ class NodePools:
         self.topology = topology
         self._pools = {
             node.name: NodePool(
-                node, max_size=max_size, connect_timeout_s=connect_timeout_s, acquire_timeout_s=acquire_timeout_s
+                node,
+                max_size=max_size,
+                connect_timeout_s=connect_timeout_s,
+                acquire_timeout_s=acquire_timeout_s,
+                # Worker sessions only ever run BEGIN READ ONLY ... ROLLBACK with SET LOCAL
+                # (execution.py), so they keep no state to discard, and psycopg_pool rolls
+                # back or drops a connection returned inside a transaction.  The
+                # coordinator's sessions hold temp tables and settings: they are reset.
+                reset_sessions=node.name == topology.coordinator.name,
             )
             for node in topology.nodes
         }

@@ -21,8 +21,8 @@ counts the loader keeps, without asking any worker.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,18 +43,61 @@ from sharding.coordinator.locality import (
 )
 from sharding.coordinator.materialize import MaterializedRelation, inline_rows, relation_columns
 from sharding.coordinator.pruning import ChunkSet, chunk_set, director_lookup
-from sharding.coordinator.split import split_level
+from sharding.coordinator.split import SplitQuery, split_level
 from sharding.coordinator.uploads import UploadedTable, crossmatch_chunks, store_upload, use_upload_relations
 
 if TYPE_CHECKING:
     from sharding.coordinator.dispatch import Dispatcher
     from sharding.coordinator.engine import QueryEngine
 
-__all__ = ["FinalStep", "Planner"]
+__all__ = ["CoordinatorSession", "FinalStep", "LevelShape", "LevelShapeCache", "Planner"]
 
 
 def _pg(node: exp.Expr) -> str:
     return node.sql(dialect="postgres")
+
+
+@dataclass(frozen=True)
+class LevelShape:
+    """What planning a partitioned level derives from its SQL alone (no data, no placement).
+
+    Either ``count_answer`` (a whole-table ``COUNT(*)`` read from the row
+    counts) or the split and the worker SQL with the chunk-list sentinel.
+    """
+
+    layout: LevelLayout
+    chunk_order: int
+    overlap_deg: float
+    count_answer: str | None = None
+    split: SplitQuery | None = None
+    worker_text: str | None = None
+
+
+class LevelShapeCache:
+    """Shapes of recently planned levels, by the identity of their (cached) translated tree.
+
+    An entry keeps its tree alive, so an id is never reused while its entry
+    exists; :meth:`QueryEngine.refresh` clears it with the translations.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[int, tuple[exp.Select, LevelShape]] = {}
+
+    def get(self, tree: exp.Select) -> LevelShape | None:
+        """The shape planned for ``tree`` itself, if still kept."""
+        entry = self._entries.get(id(tree))
+        return entry[1] if entry is not None and entry[0] is tree else None
+
+    def put(self, tree: exp.Select, shape: LevelShape) -> None:
+        """Keep ``shape`` for ``tree``, dropping the oldest entry when full."""
+        if len(self._entries) >= self._size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[id(tree)] = (tree, shape)
+
+    def clear(self) -> None:
+        """Forget every shape (the catalog changed)."""
+        self._entries.clear()
 
 
 @dataclass
@@ -111,13 +154,42 @@ def _nearest_query(node: exp.Expr, stop: exp.Expr) -> exp.Expr | None:
     return None
 
 
+class CoordinatorSession:
+    """The query's coordinator connection, taken from the pool only when a phase needs one.
+
+    A cone search or an id look-up that streams from the workers never touches
+    the coordinator; not taking a connection saves its pool check and reset.
+    """
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._stack = AsyncExitStack()
+        self._conn: psycopg.AsyncConnection | None = None
+
+    @property
+    def opened(self) -> psycopg.AsyncConnection | None:
+        """The connection if one was taken."""
+        return self._conn
+
+    async def get(self) -> psycopg.AsyncConnection:
+        """The session's connection, taken on first use."""
+        if self._conn is None:
+            self._conn = await self._stack.enter_async_context(self._dispatcher.coordinator_session())
+        return self._conn
+
+    async def aclose(self) -> None:
+        """Give the connection back to the pool (reset there)."""
+        self._conn = None
+        await self._stack.aclose()
+
+
 class Planner:
     """Plans and runs the phases of one query in one coordinator session."""
 
-    def __init__(self, engine: QueryEngine, session: psycopg.AsyncConnection) -> None:
+    def __init__(self, engine: QueryEngine, session: CoordinatorSession) -> None:
         self.engine = engine
         self.session = session
-        self._serials = itertools.count(1)
+        self._serial = 0  # temp tables and uploads made in the session so far
         self.relations: dict[str, MaterializedRelation] = {}
         self.uploads: dict[str, MaterializedRelation] = {}
 
@@ -126,7 +198,7 @@ class Planner:
     async def add_uploads(self, uploads: Sequence[UploadedTable], tree: exp.Query) -> None:
         """Store the query's uploaded tables in the session and point ``tree`` at them (in place)."""
         for upload in uploads:
-            relation = await store_upload(self.session, upload, next(self._serials))
+            relation = await store_upload(await self.session.get(), upload, self._next_serial())
             self.relations[relation.placeholder] = relation
             self.uploads[upload.name] = relation
         if self.uploads:
@@ -146,26 +218,35 @@ class Planner:
     async def materialize(self, tree: exp.Query, description: QueryDescription | None) -> MaterializedRelation:
         """Run a nested level into a temporary table of the session."""
         step = await self.plan(tree, description)
-        serial = next(self._serials)
+        serial = self._next_serial()
         table = f"_dms_tmp_{serial}"
+        session = await self.session.get()
         if step.on_coordinator:
             assert step.sql is not None
             create = sql.SQL("CREATE TEMPORARY TABLE {} AS {}").format(sql.Identifier(table), sql.SQL(step.sql))
-            await self.session.execute(create)
+            await session.execute(create)
         else:
-            await step.gather(self.engine.dispatcher, self.session, table)
-        columns = await relation_columns(self.session, table)
-        cursor = await self.session.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            await step.gather(self.engine.dispatcher, session, table)
+        columns = await relation_columns(session, table)
+        cursor = await session.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
         row = await cursor.fetchone()
         relation = MaterializedRelation(serial, table, columns, int(row[0]) if row else 0)
         self.relations[relation.placeholder] = relation
         return relation
 
+    def _next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
     async def cleanup(self) -> None:
-        """Drop the temporary tables of this query."""
-        if self.session.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-            await self.session.rollback()
-        await self.session.execute("DISCARD TEMP")
+        """Drop the temporary tables of this query (if it made any)."""
+        session = self.session.opened
+        if session is None:
+            return
+        if session.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            await session.rollback()
+        if self._serial:
+            await session.execute("DISCARD TEMP")
 
     # ------------------------------------------------------------ levels
 
@@ -179,6 +260,14 @@ class Planner:
         return FinalStep(on_coordinator=True, sql=_pg(combined))
 
     async def _select(self, original: exp.Select, description: QueryDescription | None) -> FinalStep:
+        # A level without nested queries or uploads is planned from its SQL alone, so the
+        # shape planned for the same (cached) translation is reused: no tree copies, no
+        # SQL generation for a query seen before.
+        reusable = description is not None and not self.relations and not self.uploads
+        if reusable:
+            shape = self.engine.level_shapes.get(original)
+            if shape is not None:
+                return await self._run_partitioned(original, shape, description)
         select = original.copy()
         await self._replace_ctes(select, description)
         await self._replace_derived_tables(select, description)
@@ -195,33 +284,46 @@ class Planner:
         if not kinds & set(PARTITIONED_KINDS):
             worker_sql = await self._render(select, for_workers=True)
             return self._worker_step(lambda d: d.single(worker_sql))
-        return await self._partitioned(select, description)
+        shape = await self._level_shape(select, description)
+        if reusable and not self.relations:
+            self.engine.level_shapes.put(original, shape)
+        return await self._run_partitioned(select, shape, description)
 
-    async def _partitioned(self, select: exp.Select, description: QueryDescription | None) -> FinalStep:
+    async def _level_shape(self, select: exp.Select, description: QueryDescription | None) -> LevelShape:
         catalog = self.engine.catalog()
         schema_name = next(ref.table.schema_name for _, ref in level_tables(select) if ref.table.kind != "replicated")
         layout_info = catalog.layout(schema_name)
         layout = analyse_level(select, layout_info.overlap_deg)
-        fast = self._row_count_answer(select, layout)
-        if fast is not None:
-            return FinalStep(on_coordinator=True, sql=fast)
-        chunks = await self._chunk_set(layout, description, layout_info.chunk_order, layout_info.overlap_deg)
-        if self.uploads:
-            matched = await crossmatch_chunks(
-                self.session,
-                select,
-                layout,
-                self.uploads,
-                chunk_order=layout_info.chunk_order,
-                margin_deg=layout_info.overlap_deg,
-            )
-            if matched is not None:
-                chunks = matched if chunks is None else chunks & matched
-        chunk_map = self.engine.chunk_map(layout_info.chunk_order)
-        placed = chunk_map.placed(chunks)
+        order, margin = layout_info.chunk_order, layout_info.overlap_deg
+        count_answer = self._row_count_answer(select, layout)
+        if count_answer is not None:
+            return LevelShape(layout, order, margin, count_answer=count_answer)
         split = split_level(select)
         index_ranges = occurrence_ranges(description.healpix_targets) if description is not None else {}
         worker_text = await self._render(chunk_local_select(split.worker, layout, index_ranges), for_workers=True)
+        return LevelShape(layout, order, margin, split=split, worker_text=worker_text)
+
+    async def _run_partitioned(
+        self, select: exp.Select, shape: LevelShape, description: QueryDescription | None
+    ) -> FinalStep:
+        if shape.count_answer is not None:
+            return FinalStep(on_coordinator=True, sql=shape.count_answer)
+        assert shape.split is not None and shape.worker_text is not None
+        layout, split, worker_text = shape.layout, shape.split, shape.worker_text
+        chunks = await self._chunk_set(layout, description, shape.chunk_order, shape.overlap_deg)
+        if self.uploads:
+            matched = await crossmatch_chunks(
+                await self.session.get(),
+                select,
+                layout,
+                self.uploads,
+                chunk_order=shape.chunk_order,
+                margin_deg=shape.overlap_deg,
+            )
+            if matched is not None:
+                chunks = matched if chunks is None else chunks & matched
+        chunk_map = self.engine.chunk_map(shape.chunk_order)
+        placed = chunk_map.placed(chunks)
 
         def sql_for(chunk_ids: Sequence[int]) -> str:
             if layout.overlap_partner and len(chunk_ids) > 1:
@@ -241,10 +343,10 @@ class Planner:
             step = self._worker_step(lambda d: d.single(empty))
         if split.merge is None:
             return step
-        serial = next(self._serials)
-        table = f"_dms_tmp_{serial}"
-        await step.gather(self.engine.dispatcher, self.session, table)
-        types = dict(await relation_columns(self.session, table))
+        table = f"_dms_tmp_{self._next_serial()}"
+        session = await self.session.get()
+        await step.gather(self.engine.dispatcher, session, table)
+        types = dict(await relation_columns(session, table))
         merge_tree = parse_one(split.merge_sql(table, types), dialect="postgres")
         return FinalStep(on_coordinator=True, sql=await self._render(merge_tree, for_workers=False))
 
@@ -335,7 +437,7 @@ class Planner:
         )
         query = sql.SQL("SELECT {} FROM dms.chunk_row_count WHERE schema_name = {} AND table_name = {}")
         return query.format(columns, sql.Literal(ref.table.schema_name), sql.Literal(ref.table.table_name)).as_string(
-            self.session
+            None
         )
 
     async def _chunk_set(
@@ -353,7 +455,7 @@ class Planner:
             query = director_lookup(info.schema_name, director, restrictor)
             if query is None:
                 continue
-            cursor = await self.session.execute(query[0], query[1])
+            cursor = await (await self.session.get()).execute(query[0], query[1])
             found[restrictor] = frozenset(int(r[0]) for r in await cursor.fetchall())
         grown = [ref for ref in layout.partitioned if ref.table.kind == "child"] + layout.overlap_sides()
         return chunk_set(
@@ -366,7 +468,7 @@ class Planner:
         )
 
     def _ident(self, name: str) -> str:
-        return sql.Identifier(name).as_string(self.session)
+        return sql.Identifier(name).as_string(None)
 
     @staticmethod
     def _select_all(relation: MaterializedRelation) -> exp.Select:
@@ -399,7 +501,7 @@ class Planner:
             if quoted not in text:
                 continue
             if for_workers:
-                replacement = await inline_rows(self.session, relation, self.engine.inline_row_limit)
+                replacement = await inline_rows(await self.session.get(), relation, self.engine.inline_row_limit)
             else:
                 replacement = self._ident(relation.table)
             text = text.replace(quoted, replacement)

@@ -30,11 +30,11 @@ class StreamSink:
     async def consume(self, execution: Execution, attempt: Attempt, conn: psycopg.AsyncConnection) -> None:
         """Declare the cursor, learn the columns, then fetch batch after batch."""
         cursor = conn.cursor(name=f"dms_dispatch_{attempt.number}")
+        attempt.cursors.append(cursor)  # closed by the transaction's end, without a round trip of its own
         await cursor.execute(execution.query_for(attempt))
         await execution.learn_columns(conn, cursor)
         if execution.plan.describe_only:
             self._deliver_first(execution, attempt, [])
-            await cursor.close()
             return
         while not execution.closing:
             rows = await cursor.fetchmany(self.batch_rows)
@@ -45,9 +45,6 @@ class StreamSink:
                 execution.notify()
             if len(rows) < self.batch_rows:
                 break
-        # Closed here on the normal paths; after an error or a cancellation the
-        # transaction's end closes the portal on the server anyway.
-        await cursor.close()
 
     @staticmethod
     def _deliver_first(execution: Execution, attempt: Attempt, rows: list[tuple]) -> None:
