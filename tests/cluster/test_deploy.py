@@ -73,12 +73,25 @@ def test_shipped_schemas_deploy_with_tap_schema_metadata(cluster: DatabaseCluste
         assert not any(t[1] in ("Visit", "CcdVisit", "SSObject") for t in partitioned)
         with psycopg.connect(worker.dsn) as conn:
             visit = conn.execute("SELECT to_regclass('dr.\"Visit\"')").fetchone()[0]
-            gist = conn.execute(
+            gist = {
+                table: [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'apdb' AND tablename = %s "
+                        "AND indexdef LIKE '%%gist%%'",
+                        (table,),
+                    )
+                ]
+                for table in ("DiaObject", "DiaSource")
+            }
+            healpix = conn.execute(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = 'apdb' AND tablename = 'DiaSource' "
-                "AND indexdef LIKE '%gist%'"
+                "AND indexdef LIKE '%healpix_index%'"
             ).fetchone()
         assert visit is not None
-        assert gist is not None and 'spoint(radians(ra), radians("dec"))' in gist[0]
+        # directors keep a GiST on their position; child tables are found by HEALPix ranges (B-tree)
+        assert len(gist["DiaObject"]) == 1 and 'spoint(radians(ra), radians("dec"))' in gist["DiaObject"][0]
+        assert gist["DiaSource"] == [] and healpix is not None
 
     with psycopg.connect(cluster.coordinator_dsn) as conn:
         kinds = dict(
