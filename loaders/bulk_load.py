@@ -47,6 +47,7 @@ from loaders.conform import ProblemCollector, conform_batch, one_array
 from loaders.errors import LoadValidationError
 from loaders.partition import DirectorLocations, PartitionedBatch, partition_children, partition_directors
 from loaders.sources import DEFAULT_BATCH_ROWS, file_digest, frame_batches, open_source, read_batches, table_digest
+from loaders.statistics import analyze_loaded
 from loaders.writer import PartitionWriter, copy_table, rows_per_chunk, stored_column_types
 from sharding.placement import ChunkReplicas, place_chunks
 
@@ -223,6 +224,12 @@ def load_inputs(
             ledger.release(coordinator, load_id)
     finally:
         coordinator.close()
+    analyze_loaded(
+        topology,
+        target.catalog.name,
+        target.table,
+        {chunk_id: replicas.nodes for chunk_id, replicas in state.placement.items()},
+    )
     return LoadReport(
         name, load_id, state.rows, False, len(state.counts), state.overlap_rows, time.monotonic() - started
     )

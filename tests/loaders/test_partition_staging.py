@@ -126,6 +126,15 @@ def test_new_partitions_are_attached_with_every_parent_index(
     load_inputs(cluster.topology, "apdb.DiaSource", [survey["apdb.DiaSource"]], batch_rows=500)
     # DiaObject main and overlap partitions and DiaSource partitions, on both workers
     assert assert_partitions_are_complete(cluster) > 3
+    # The load analysed what it wrote: no partition is left to the planner's guesses.
+    for worker in cluster.topology.workers:
+        with psycopg.connect(worker.dsn) as conn:
+            unanalysed = conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.reltuples < 0",
+                (SCHEMA,),
+            ).fetchall()
+            assert unanalysed == [], unanalysed
 
     # The partitions' own indexes serve queries: a director's GiST, a child's HEALPix B-tree.
     objects = survey["apdb.DiaObject"]
