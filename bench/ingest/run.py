@@ -135,6 +135,29 @@ def postgres_cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
+def wait_for_autovacuum(dsns: list[str], limit_s: float = 600.0) -> float:
+    """Wait until no server runs an autovacuum worker (twice in a row); returns the seconds waited.
+
+    A load of millions of rows sets autovacuum off on every table it touched
+    (insert-driven VACUUM and ANALYZE), for tens of seconds of CPU: timing the
+    next phase meanwhile would charge it for the previous one's aftermath.
+    """
+    import psycopg
+
+    start = time.monotonic()
+    quiet = 0
+    while quiet < 2 and time.monotonic() - start < limit_s:
+        busy = 0
+        for dsn in dsns:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                busy += conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+                ).fetchone()[0]
+        quiet = quiet + 1 if busy == 0 else 0
+        time.sleep(0.5)
+    return time.monotonic() - start
+
+
 def settled_cpu_seconds(pids: list[int], settle: float = 0.5) -> float:
     """:func:`postgres_cpu_seconds` once the backends of a finished phase have exited and been reaped.
 
@@ -300,7 +323,7 @@ def load_phase(topology, target: str, path: Path, profile_path: Path | None) -> 
     }
 
 
-def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False) -> dict:
+def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False, settle=lambda: 0.0) -> dict:
     """Raw binary COPY of the same (conformed, pre-encoded) rows into one plain table.
 
     Unindexed, or with ``indexed`` the indexes each loader partition has (unique diaSourceId,
@@ -352,6 +375,7 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False) ->
             conn.execute(sql.SQL('CREATE INDEX ON {} ("diaObjectId")').format(target))
         conn.commit()
         for _ in range(repeats):
+            settle()  # the previous COPY's autovacuum must not overlap this one
             with Sampler() as sampler:
                 start = time.perf_counter()
                 # TRUNCATE in the COPY's transaction: with wal_level = minimal the COPY then
@@ -502,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         profile_path = RESULTS_DIR / "ingest-loader.prof" if args.profile else None
         if profile_path:
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        dsns = [node.dsn for node in topology.nodes]
+        results["autovacuum_wait_before_loader_s"] = wait_for_autovacuum(dsns)
         print("timing the loader ...", flush=True)
         loader = load_phase(topology, "apdb.DiaSource", paths["DiaSource"], profile_path)
         loader["server_cpu_seconds"] = settled_cpu_seconds(pids) - server_cpu
@@ -517,9 +543,15 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-        print("timing the baseline ...", flush=True)
+        print("timing the baseline (after the load's autovacuum has finished) ...", flush=True)
+        results["autovacuum_wait_before_baseline_s"] = wait_for_autovacuum(dsns)
         server_cpu = settled_cpu_seconds(pids)
-        baseline = baseline_phase(topology.coordinator.dsn, paths["DiaSource"], args.baseline_repeats)
+        baseline = baseline_phase(
+            topology.coordinator.dsn,
+            paths["DiaSource"],
+            args.baseline_repeats,
+            settle=lambda: wait_for_autovacuum(dsns),
+        )
         baseline["server_cpu_seconds"] = settled_cpu_seconds(pids) - server_cpu
         results["baseline"] = baseline
         results["ratio_loader_to_baseline"] = loader["rows_per_s"] / baseline["rows_per_s"]
