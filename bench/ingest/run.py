@@ -136,7 +136,7 @@ def postgres_cpu_seconds(pids: list[int]) -> float:
 
 
 def wait_for_autovacuum(dsns: list[str], limit_s: float = 600.0) -> float:
-    """Wait until no server runs an autovacuum worker (twice in a row); returns the seconds waited.
+    """Wait until no server runs an autovacuum worker (twice in a row), then checkpoint; returns the seconds.
 
     A load of millions of rows sets autovacuum off on every table it touched
     (insert-driven VACUUM and ANALYZE), for tens of seconds of CPU: timing the
@@ -155,6 +155,12 @@ def wait_for_autovacuum(dsns: list[str], limit_s: float = 600.0) -> float:
                 ).fetchone()[0]
         quiet = quiet + 1 if busy == 0 else 0
         time.sleep(0.5)
+    # Then write out what the previous phase left dirty, so that its write-back does not
+    # land in the next timed phase either.
+    for dsn in dsns:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    os.sync()
     return time.monotonic() - start
 
 
