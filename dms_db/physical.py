@@ -44,6 +44,8 @@ CHUNK_COLUMN = "chunk_id"
 HEALPIX_COLUMN = "healpix_index"
 LOAD_ID_COLUMN = "dms_load_id"
 MAX_IDENTIFIER_BYTES = 63
+POSITION_INDEX_PURPOSE = "spoint"
+"""``index_name`` purpose of the pgSphere GiST index on a table's position."""
 HEALPIX_LOOKUP_KINDS = frozenset({TableKind.CHILD})
 """Kinds whose positions are found through ``healpix_index`` ranges instead of a GiST index.
 
@@ -134,7 +136,7 @@ def worker_indexes(ctable: CatalogTable, table: Table) -> list[Index]:
     if ctable.ra_column and ctable.dec_column and not (ctable.is_partitioned and ctable.kind in HEALPIX_LOOKUP_KINDS):
         indexes.append(
             Index(
-                index_name(name, "spoint"),
+                index_name(name, POSITION_INDEX_PURPOSE),
                 position_expression(table, ctable.ra_column, ctable.dec_column),
                 postgresql_using="gist",
             )

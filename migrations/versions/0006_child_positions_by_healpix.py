@@ -30,7 +30,7 @@ import numpy as np
 from alembic import op
 from sqlalchemy import text
 
-from dms_db.physical import HEALPIX_COLUMN, index_name
+from dms_db.physical import HEALPIX_COLUMN, POSITION_INDEX_PURPOSE, index_name
 from sharding.healpix import healpix_index
 
 revision: str = "0006"
@@ -38,7 +38,6 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_POSITION_INDEX = "spoint"
 _GIST_EXPRESSION = re.compile(r"USING gist \(spoint\(radians\((?P<ra>.+)\), radians\((?P<dec>.+)\)\)\)$")
 
 
@@ -68,7 +67,9 @@ def _child_tables() -> list[tuple[str, str]]:
 
 
 def _quoted(schema_name: str, name: str) -> str:
-    return '"{}"."{}"'.format(schema_name.replace('"', '""'), name.replace('"', '""'))
+    """``schema.name`` quoted by the dialect (the names come from the catalog, not from SQL)."""
+    preparer = op.get_bind().dialect.identifier_preparer
+    return f"{preparer.quote_identifier(schema_name)}.{preparer.quote_identifier(name)}"
 
 
 def _partitions(schema_name: str, table_name: str) -> list[str]:
@@ -92,7 +93,8 @@ def _reindex_partition(partition: str, ra: str, dec: str) -> None:
         return
     ctids = [row[0] for row in rows]
     index = healpix_index(np.array([row[1] for row in rows], float), np.array([row[2] for row in rows], float))
-    update = f'UPDATE {partition} AS t SET "{HEALPIX_COLUMN}" = v.idx '  # noqa: S608
+    column = op.get_bind().dialect.identifier_preparer.quote_identifier(HEALPIX_COLUMN)
+    update = f"UPDATE {partition} AS t SET {column} = v.idx "  # noqa: S608
     update += "FROM unnest(CAST(:ctids AS tid[]), CAST(:idx AS bigint[])) AS v(row_id, idx) WHERE t.ctid = v.row_id"
     bind.execute(text(update), {"ctids": ctids, "idx": [int(i) for i in index]})
 
@@ -100,7 +102,7 @@ def _reindex_partition(partition: str, ra: str, dec: str) -> None:
 def upgrade_worker() -> None:
     bind = op.get_bind()
     for schema_name, table_name in _child_tables():
-        index = index_name(table_name, _POSITION_INDEX)
+        index = index_name(table_name, POSITION_INDEX_PURPOSE)
         definition = bind.execute(
             text("SELECT pg_get_indexdef(to_regclass(:name))"), {"name": _quoted(schema_name, index)}
         ).scalar()

@@ -143,7 +143,7 @@ def test_0006_recomputes_child_indexes_from_own_positions_and_drops_the_gist(
     import numpy as np
 
     from dms_db.catalog_schema import load_catalog_schema, shipped_schema_path
-    from dms_db.physical import index_name
+    from dms_db.physical import POSITION_INDEX_PURPOSE, index_name
     from sharding.healpix import healpix_index
 
     apdb = load_catalog_schema(shipped_schema_path("apdb"))
@@ -151,7 +151,7 @@ def test_0006_recomputes_child_indexes_from_own_positions_and_drops_the_gist(
     rng = np.random.default_rng(6)
     ra, dec = rng.uniform(0, 360, 300), np.degrees(np.arcsin(rng.uniform(-1, 1, 300)))
     ra[:2], dec[:2] = [0.0, 180.0], [90.0, -90.0]  # the poles
-    gist = index_name("DiaSource", "spoint")
+    gist = index_name("DiaSource", POSITION_INDEX_PURPOSE)
     with psycopg.connect(worker.dsn) as conn:
         ensure_chunk_partitions(conn, "apdb", apdb.table("DiaSource"), [5])
         conn.execute(f'CREATE INDEX "{gist}" ON apdb."DiaSource" USING gist (spoint(radians(ra), radians(dec)))')
