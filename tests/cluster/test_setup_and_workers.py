@@ -105,3 +105,18 @@ def test_a_normal_user_runs_the_local_cluster_as_itself() -> None:
     assert states == ["running"] * 3
     assert len(stopped) == 3
     assert runner == account.name
+
+
+def test_local_servers_run_with_the_configured_wal_level(local_cluster: LocalCluster) -> None:
+    """minimal by default, so that a load's new partitions skip the write-ahead log."""
+    import psycopg
+
+    from dms_db.cluster import bring_up
+
+    assert local_cluster.config.local.wal_level == "minimal"
+    for node in bring_up(local_cluster.config).nodes:
+        with psycopg.connect(node.dsn) as conn:
+            assert conn.execute("SHOW wal_level").fetchone()[0] == "minimal"
+            assert conn.execute("SHOW max_wal_senders").fetchone()[0] == "0"
+    replica = ServerSettings(port=1, wal_level="replica").as_conf(Path("/s"))
+    assert "wal_level = replica" in replica and "max_wal_senders" not in replica

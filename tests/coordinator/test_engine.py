@@ -50,3 +50,42 @@ def test_translations_are_reused_until_refresh(make_cluster: Callable[..., Datab
         before = engine.translate(text, None)
         engine.refresh()
         assert engine.translate(text, None) is not before
+
+
+def test_a_repeated_query_reuses_its_plan_and_a_streamed_one_never_takes_a_coordinator_connection(
+    make_cluster: Callable[..., DatabaseCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from sharding.coordinator import planner
+    from sharding.coordinator.node_pools import APPLICATION_NAME
+
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=6)
+    survey = simulate_survey(SimulationConfig(seed=4, n_objects=300, n_visits=4, radius_deg=1.0)).tables
+    objects = survey["apdb.DiaObject"]
+    load_inputs(cluster.topology, "apdb.DiaObject", [objects])
+    ra, dec = float(objects["ra"].iloc[0]), float(objects["dec"].iloc[0])
+    cone = f"SELECT diaObjectId FROM apdb.DiaObject WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE({ra}, {dec}, 0.1))"
+
+    def coordinator_sessions() -> int:
+        with psycopg.connect(cluster.coordinator_dsn) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                (APPLICATION_NAME,),
+            ).fetchone()[0]
+
+    with QueryEngine(cluster.topology) as engine:
+        with engine.query(cone) as result:
+            first = sorted(result)
+        assert first and engine.level_shapes.get(engine.translate(cone).tree) is not None
+        assert coordinator_sessions() == 0  # the rows streamed from the workers alone
+
+        def no_planning(*_args: object) -> None:
+            raise AssertionError("the level was planned again")
+
+        monkeypatch.setattr(planner, "split_level", no_planning)
+        with engine.query(cone) as result:
+            assert sorted(result) == first
+        engine.refresh()
+        assert engine.level_shapes.get(engine.translate(cone).tree) is None
