@@ -85,7 +85,7 @@ def service_process(config: DmsConfig, log_dir: Path, *, port: int | None = None
     The child gets no ``DMS_*`` variable of this process and runs in ``log_dir``, so that no
     developer configuration (``DMS_CONFIG``, ``./dms-db.toml``) leaks into it.
     """
-    port = port or free_port_block(1, start=43000)
+    port = port or free_port_block(1, start=30000)
     environment = {key: value for key, value in os.environ.items() if not key.startswith("DMS_")}
     environment.update(config_environment(config))
     log_path = log_dir / f"tap-{port}.log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,6 @@ import uvicorn
 
 from api.tap.server import uvicorn_config
 from dms_db.config import DmsConfig
-from dms_db.ports import free_port_block
 from dms_db.topology import Topology
 
 
@@ -21,9 +21,10 @@ def running_service(config: DmsConfig, topology: Topology) -> Iterator[str]:
 
     The server is configured as ``dms-db serve`` configures it (TLS included), on another address.
     """
-    port = free_port_block(1, start=41000)
+    listener = _bound_listener()
+    port = listener.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(config, topology=topology, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name=f"tap-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name=f"tap-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
@@ -38,3 +39,16 @@ def running_service(config: DmsConfig, topology: Topology) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        listener.close()
+
+
+def _bound_listener() -> socket.socket:
+    """A socket already bound to a free loopback port, handed to uvicorn as is.
+
+    Binding here rather than passing a port number leaves no moment in which another
+    process can take the port between finding it free and serving on it.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    return listener
