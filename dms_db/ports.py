@@ -39,7 +39,7 @@ def ephemeral_port_floor() -> int:
 
 
 def free_port_block(count: int, start: int = 20000, stop: int | None = None) -> int:
-    """First port p such that p .. p+count-1 are all free on 127.0.0.1, with start <= p < stop.
+    """A port p such that p .. p+count-1 are all free on 127.0.0.1, with start <= p and p+count <= stop.
 
     ``stop`` defaults to the start of the ephemeral range (or 60000 when that range
     starts too low to leave room). The search begins at an offset derived from the
@@ -50,12 +50,12 @@ def free_port_block(count: int, start: int = 20000, stop: int | None = None) -> 
         floor = ephemeral_port_floor()
         stop = floor if floor > start + 16 * count else 60000
     stop = min(stop, 65536)
-    span = stop - count - start
-    if span <= 0:
+    bases = stop - count + 1 - start  # every p with p + count <= stop
+    if bases <= 0:
         raise RuntimeError(f"no room for {count} ports between {start} and {stop}")
-    first = (os.getpid() % 500) * 16 % span
-    for step in range(0, span, count + 1):
-        base = start + (first + step) % span
+    first = (os.getpid() % 500) * 16
+    for step in range(bases):
+        base = start + (first + step) % bases
         if all(port_is_free(base + i) for i in range(count)):
             return base
     raise RuntimeError(f"no block of {count} free ports between {start} and {stop}")

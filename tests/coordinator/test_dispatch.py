@@ -314,7 +314,11 @@ def test_sql_error_is_a_user_error_and_not_retried(make_cluster: Callable[..., D
     assert isinstance(caught.value, UserError)
     assert caught.value.sqlstate == "22012"
     assert str(caught.value) == "division by zero"
-    assert len(recorder.calls) == 2
+    # Not retried: no chunk went out twice. The second worker's statement may never have been
+    # made, when the first worker's error ended the query before that attempt was admitted.
+    sent = [chunk for call in recorder.calls for chunk in call]
+    assert 1 <= len(recorder.calls) <= 2
+    assert len(sent) == len(set(sent))
 
 
 # -- gather -------------------------------------------------------------------
