@@ -11,6 +11,7 @@ engine serves synchronous callers (the CLI, tests) through
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -32,22 +33,38 @@ from sharding.coordinator.uploads import UploadedTable, upload_table_info
 __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
 TRANSLATION_CACHE_SIZE = 512
+COORDINATOR_BATCH_ROWS = 5000
+
+
+#: Batches a synchronous reader may be behind the async side (each up to the dispatcher's batch size).
+SYNC_BATCHES_AHEAD = 4
 
 
 @dataclass
 class AsyncQueryResult:
-    """Column metadata and an asynchronous stream of row tuples."""
+    """Column metadata and an asynchronous stream of row batches (or of rows, through :attr:`rows`)."""
 
     columns: tuple[ResultColumn, ...]
-    rows: AsyncIterator[tuple[Any, ...]]
+    batches: AsyncIterator[list[tuple[Any, ...]]]
+
+    @property
+    def rows(self) -> AsyncIterator[tuple[Any, ...]]:
+        """The rows of the remaining batches, one by one."""
+        return _rows_of(self.batches)
 
 
 class QueryResult:
-    """Column metadata and a synchronous stream of row tuples; close it (or use ``with``) when done."""
+    """Column metadata and a synchronous stream of row tuples; close it (or use ``with``) when done.
 
-    def __init__(self, columns: tuple[ResultColumn, ...], rows: Iterator[tuple[Any, ...]], closer: Any) -> None:
+    Rows cross from the engine's event loop in whole batches: a hand-over per row would
+    cost a thread wake-up per row, more than the database's own work for large results.
+    """
+
+    def __init__(
+        self, columns: tuple[ResultColumn, ...], batches: Iterator[list[tuple[Any, ...]]], closer: Any
+    ) -> None:
         self.columns = columns
-        self._rows = rows
+        self._rows = itertools.chain.from_iterable(batches)
         self._closer = closer
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
@@ -161,8 +178,8 @@ class QueryEngine:
                     final = await planner.plan(translated.tree, translated.description)
                 except psycopg.Error as exc:
                     raise coordinator_error(exc) from None
-                async with self._final_rows(final, session) as rows:
-                    yield AsyncQueryResult(translated.columns, rows)
+                async with self._final_batches(final, session) as batches:
+                    yield AsyncQueryResult(translated.columns, batches)
             finally:
                 with suppress(psycopg.Error):
                     await planner.cleanup()
@@ -170,15 +187,15 @@ class QueryEngine:
             await session.aclose()
 
     @asynccontextmanager
-    async def _final_rows(self, final: FinalStep, session: CoordinatorSession) -> AsyncIterator[Any]:
+    async def _final_batches(self, final: FinalStep, session: CoordinatorSession) -> AsyncIterator[Any]:
         if final.on_coordinator:
-            async with _coordinator_rows(await session.get(), final.sql) as rows:
-                yield rows
+            async with _coordinator_batches(await session.get(), final.sql) as batches:
+                yield batches
             return
         stream = final.stream(self.dispatcher)
         try:
             await stream.start()
-            yield _rows_of(stream)
+            yield stream.batches()
         finally:
             await stream.aclose()
 
@@ -198,15 +215,15 @@ class QueryEngine:
         context = self.query_async(adql_text, max_rows=max_rows, uploads=uploads)
         result: AsyncQueryResult = bridge.run(context.__aenter__())
 
-        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+        async def batches() -> AsyncIterator[list[tuple[Any, ...]]]:
             try:
-                async for row in result.rows:
-                    yield row
+                async for batch in result.batches:
+                    yield batch
             finally:
                 await context.__aexit__(None, None, None)
 
-        iterator = bridge.iterate(rows())
-        return QueryResult(result.columns, iterator, getattr(iterator, "close", lambda: None))
+        iterator = bridge.iterate(batches(), max_queued=SYNC_BATCHES_AHEAD)
+        return QueryResult(result.columns, iterator, iterator.close)
 
     def close(self) -> None:
         """Close every connection pool."""
@@ -223,29 +240,29 @@ class QueryEngine:
         self.close()
 
 
-async def _rows_of(stream: Any) -> AsyncIterator[tuple[Any, ...]]:
-    async for row in stream:
-        yield row
+async def _rows_of(batches: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterator[tuple[Any, ...]]:
+    async for batch in batches:
+        for row in batch:
+            yield row
 
 
 @asynccontextmanager
-async def _coordinator_rows(session: psycopg.AsyncConnection, sql_text: str) -> AsyncIterator[Any]:
-    """Stream a merge query's rows from the coordinator with a server-side cursor."""
+async def _coordinator_batches(session: psycopg.AsyncConnection, sql_text: str) -> AsyncIterator[Any]:
+    """Stream a merge query's rows from the coordinator with a server-side cursor, in batches."""
     async with session.transaction(), session.cursor(name="dms_final") as cursor:
         try:
             await cursor.execute(sql_text)
         except psycopg.Error as exc:
             raise coordinator_error(exc) from None
 
-        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+        async def batches() -> AsyncIterator[list[tuple[Any, ...]]]:
             while True:
                 try:
-                    batch = await cursor.fetchmany(5000)
+                    batch = await cursor.fetchmany(COORDINATOR_BATCH_ROWS)
                 except psycopg.Error as exc:
                     raise coordinator_error(exc) from None
                 if not batch:
                     return
-                for row in batch:
-                    yield row
+                yield batch
 
-        yield rows()
+        yield batches()
