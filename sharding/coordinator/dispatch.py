@@ -24,6 +24,8 @@ pool_max_size=8, connect_timeout_s=10.0, acquire_timeout_s=30.0)``; ``await open
   ``RowStream`` that was not started, or a request; its rows are copied into a new
   ``TEMPORARY`` table ``table`` of the coordinator session ``into`` (autocommit, e.g. from
   ``coordinator_session()``).  ``GatherResult.row_count``, ``.columns``.
+* ``await coordinator_rows(query, params) -> list[tuple]``: one read-only statement on the
+  coordinator, on a connection that needs no reset (director index look-ups).
 * ``coordinator_session()``: ``async with`` a pooled coordinator connection in autocommit
   mode; run the merge query inside ``async with conn.transaction():`` with a named cursor.
   Temporary tables and settings are discarded when it goes back to the pool.
@@ -71,6 +73,8 @@ __all__ = [
 ]
 
 COORDINATOR = "coordinator"
+#: How long closing waits for attempts that are still ending their transactions.
+CLOSE_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,15 @@ class Dispatcher:
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._rotation = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()  # attempts still running, some only ending their transaction
 
     async def open(self) -> None:
         """Nothing to do eagerly: each node's pool opens on first use, so a down node costs nothing."""
 
     async def close(self) -> None:
-        """Close every pool."""
+        """Let attempts that are ending their transactions finish, then close every pool."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE_S)
         await self._pools.close()
 
     async def __aenter__(self) -> Dispatcher:
@@ -182,10 +189,21 @@ class Dispatcher:
         async with self._pools.coordinator.connection() as conn:
             yield conn
 
+    async def coordinator_rows(self, query: Query, params: Sequence[object] = ()) -> list[tuple]:
+        """All rows of one read-only statement on the coordinator, outside any query's session.
+
+        For look-ups such as the director index: a session would cost a reset when given back.
+        """
+        async with self._pools.coordinator_lookups.connection() as conn:
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchall()
+
     # -- internals ---------------------------------------------------------
 
     def _execution(self, plan: WorkPlan, sink: Sink) -> Execution:
-        return Execution(self._pools, self._semaphore, plan, sink, statement_timeout_s=self.statement_timeout_s)
+        return Execution(
+            self._pools, self._semaphore, plan, sink, statement_timeout_s=self.statement_timeout_s, tasks=self._tasks
+        )
 
     def _plan(self, request: Request) -> WorkPlan:
         if isinstance(request, SingleRequest):

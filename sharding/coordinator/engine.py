@@ -212,18 +212,21 @@ class QueryEngine:
     ) -> QueryResult:
         """Run a query from synchronous code; iterate the result, then close it."""
         bridge = self._sync_bridge()
-        context = self.query_async(adql_text, max_rows=max_rows, uploads=uploads)
-        result: AsyncQueryResult = bridge.run(context.__aenter__())
 
-        async def batches() -> AsyncIterator[list[tuple[Any, ...]]]:
-            try:
+        async def columns_then_batches() -> AsyncIterator[Any]:
+            # One task for the whole query: planning and the first rows need no extra hand-over.
+            async with self.query_async(adql_text, max_rows=max_rows, uploads=uploads) as result:
+                yield result.columns
                 async for batch in result.batches:
                     yield batch
-            finally:
-                await context.__aexit__(None, None, None)
 
-        iterator = bridge.iterate(batches(), max_queued=SYNC_BATCHES_AHEAD)
-        return QueryResult(result.columns, iterator, iterator.close)
+        iterator = bridge.iterate(columns_then_batches(), max_queued=SYNC_BATCHES_AHEAD)
+        try:
+            columns = next(iterator)  # or the query's error
+        except BaseException:
+            iterator.close()
+            raise
+        return QueryResult(columns, iterator, iterator.close)
 
     def close(self) -> None:
         """Close every connection pool."""

@@ -8,6 +8,12 @@ dispatcher's concurrency bound.  What an attempt does with the statement's
 result is the job of a :class:`Sink` (stream it to the caller, or copy it to
 a coordinator temp table).
 
+Latency is mostly round trips, so an attempt opens its transaction, declares
+its cursor and fetches the first batch in one simple-protocol message
+(:meth:`Execution.open_cursor`), and an attempt whose rows are all delivered
+counts as done before its ``ROLLBACK``: the caller does not wait for it, and
+the dispatcher waits for such tasks only when it closes.
+
 When an attempt fails because of its node (cannot connect, server gone,
 statement timeout), the node is excluded for the rest of the query and the
 attempt's units go to their other replicas, unless the sink already handed
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from sharding.coordinator.chunk_map import assign_chunks
 from sharding.coordinator.failures import (
@@ -37,7 +43,7 @@ from sharding.coordinator.failures import (
     query_error,
     unavailable_error,
 )
-from sharding.coordinator.node_pools import NodePools, is_mid_statement
+from sharding.coordinator.node_pools import NodePool, NodePools, is_mid_statement
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -98,10 +104,10 @@ class Attempt:
 
 
 class Sink(Protocol):
-    """What an attempt does with its statement once the transaction is set up."""
+    """What an attempt does with its statement on a connection outside any transaction."""
 
     async def consume(self, execution: Execution, attempt: Attempt, conn: psycopg.AsyncConnection) -> None:
-        """Run ``execution.query_for(attempt)`` on ``conn`` and deliver its rows."""
+        """Open the transaction and a cursor with ``execution.open_cursor``, then deliver the rows."""
 
 
 class Execution:
@@ -115,9 +121,11 @@ class Execution:
         sink: Sink,
         *,
         statement_timeout_s: float,
+        tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.pools = pools
         self.semaphore = semaphore
+        self.tasks = tasks if tasks is not None else set()  # every attempt task, until it ends (dispatcher-wide)
         self.plan = plan
         self.sink = sink
         self.statement_timeout_s = statement_timeout_s
@@ -156,6 +164,8 @@ class Execution:
             attempt.task = asyncio.get_running_loop().create_task(
                 self._run(attempt), name=f"dms-db attempt {attempt.number} on {node}"
             )
+            self.tasks.add(attempt.task)
+            attempt.task.add_done_callback(self.tasks.discard)
 
     def _unavailable(self, lost: Sequence[int]) -> BaseException:
         candidates = {node for unit in lost for node in self.plan.replicas.get(unit, ())}
@@ -177,12 +187,13 @@ class Execution:
                 attempt.state = AttemptState.RUNNING
                 self.notify()
                 await self._on_node(attempt)
-            attempt.state = AttemptState.DONE
         except asyncio.CancelledError:
-            attempt.state = AttemptState.FAILED
+            if attempt.state is not AttemptState.DONE:  # a done attempt's rows stand
+                attempt.state = AttemptState.FAILED
             raise
         except Exception as exc:
-            self._attempt_failed(attempt, exc)
+            if attempt.state is not AttemptState.DONE:
+                self._attempt_failed(attempt, exc)
         finally:
             self.notify()
 
@@ -191,26 +202,67 @@ class Execution:
         conn = await pool.acquire()
         attempt.conn = conn
         try:
-            # One round trip: no parameters, so both statements go in one simple query.
-            timeout_ms = round(self.statement_timeout_s * 1000)
-            await conn.execute(
-                sql.SQL("BEGIN READ ONLY; SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
-            )
-            await self.sink.consume(self, attempt, conn)
-            await conn.execute("ROLLBACK")  # read only: nothing to commit; also closes the cursors
+            try:
+                await self.sink.consume(self, attempt, conn)
+            except psycopg.OperationalError:
+                if not _lost_before_answering(conn, attempt):
+                    raise
+                # A pooled connection that died while idle (its server restarted): one more try
+                # on a fresh connection, from a fresh pool, before the node counts as failed.
+                pool.mark_suspect()
+                await pool.release(conn)
+                conn = attempt.conn = await pool.acquire()
+                await self.sink.consume(self, attempt, conn)
         except BaseException:
             await _interrupt(conn)
             if conn.broken or conn.closed:
                 pool.mark_suspect()
+            await _end_transaction(conn)
+            await self._release(attempt, pool, conn)
             raise
-        finally:
-            attempt.conn = None
-            # After ROLLBACK (or with the connection gone) this costs no round trip.
-            for cursor in attempt.cursors:
-                with contextlib.suppress(Exception):
-                    await cursor.close()
-            attempt.cursors.clear()
-            await pool.release(conn)
+        # Every row is delivered: the caller need not wait for the ROLLBACK.
+        attempt.state = AttemptState.DONE
+        self.notify()
+        await _end_transaction(conn)
+        if conn.broken or conn.closed:
+            pool.mark_suspect()
+        await self._release(attempt, pool, conn)
+
+    @staticmethod
+    async def _release(attempt: Attempt, pool: NodePool, conn: psycopg.AsyncConnection) -> None:
+        attempt.conn = None
+        # After ROLLBACK (or with the connection gone) this costs no round trip.
+        for cursor in attempt.cursors:
+            with contextlib.suppress(Exception):
+                await cursor.close()
+        attempt.cursors.clear()
+        await pool.release(conn)
+
+    async def open_cursor(
+        self, conn: psycopg.AsyncConnection, attempt: Attempt, first_rows: int, query: Query | None = None
+    ) -> psycopg.AsyncCursor:
+        """Open the read-only transaction, declare the attempt's cursor and fetch up to ``first_rows``, at once.
+
+        One simple-protocol message instead of four round trips (BEGIN, DECLARE, describe,
+        FETCH).  Returns a client cursor positioned on the FETCH's result, whose description
+        is the statement's; :func:`fetch_statement` gives the next batches.  ``query`` is
+        ``query_for(attempt)`` when the caller needs it too.
+        """
+        query = self.query_for(attempt) if query is None else query
+        opening = sql.SQL(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; DECLARE {} NO SCROLL CURSOR FOR {}; {}"
+        ).format(
+            sql.Literal(round(self.statement_timeout_s * 1000)),
+            sql.Identifier(cursor_name(attempt)),
+            sql.SQL(query) if isinstance(query, str) else query,
+            fetch_statement(attempt, first_rows),
+        )
+        cursor = conn.cursor()
+        attempt.cursors.append(cursor)
+        await cursor.execute(opening)
+        while cursor.nextset():
+            pass  # to the FETCH's result, the last one
+        return cursor
 
     def _attempt_failed(self, attempt: Attempt, exc: Exception) -> None:
         attempt.state = AttemptState.FAILED
@@ -290,11 +342,15 @@ class Execution:
     # -- stopping ----------------------------------------------------------
 
     async def cancel(self) -> None:
-        """Stop every attempt: cancel running statements on their servers, then their tasks."""
+        """Stop every attempt: cancel running statements on their servers, then their tasks.
+
+        Attempts that are done only end their transaction: they are neither cancelled nor waited for.
+        """
         self.closing = True
-        tasks = [a.task for a in self.attempts if a.task is not None and not a.task.done()]
-        in_statement = [a.conn for a in self.attempts if a.conn is not None and is_mid_statement(a.conn)]
-        for attempt in self.attempts:
+        stopping = [a for a in self.attempts if a.state is not AttemptState.DONE]
+        tasks = [a.task for a in stopping if a.task is not None and not a.task.done()]
+        in_statement = [a.conn for a in stopping if a.conn is not None and is_mid_statement(a.conn)]
+        for attempt in stopping:
             if attempt.task is not None and (attempt.conn is None or not is_mid_statement(attempt.conn)):
                 attempt.task.cancel()
         await asyncio.gather(*(_cancel_on_server(conn) for conn in in_statement))
@@ -338,6 +394,29 @@ async def describe_columns(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncC
                 if int(oid) < FIRST_NORMAL_OBJECT_ID:
                     _BUILTIN_TYPE_NAMES[(int(oid), int(mod))] = type_sql
     return [ResultColumnType(col.name, names[key]) for col, key in zip(description, keys, strict=True)]
+
+
+def cursor_name(attempt: Attempt) -> str:
+    """The server-side cursor of an attempt (unique within its connection's transaction)."""
+    return f"dms_dispatch_{attempt.number}"
+
+
+def fetch_statement(attempt: Attempt, rows: int) -> sql.Composed:
+    """``FETCH FORWARD rows`` from the attempt's cursor (0 fetches nothing but still describes)."""
+    return sql.SQL("FETCH FORWARD {} FROM {}").format(sql.Literal(rows), sql.Identifier(cursor_name(attempt)))
+
+
+def _lost_before_answering(conn: psycopg.AsyncConnection, attempt: Attempt) -> bool:
+    """The connection broke before the attempt got any answer, so trying again cannot repeat rows."""
+    return conn.broken and attempt.state is AttemptState.RUNNING and attempt.first is None
+
+
+async def _end_transaction(conn: psycopg.AsyncConnection) -> None:
+    """ROLLBACK (read only: nothing to commit), which also closes the cursors; never raises."""
+    if conn.closed or conn.broken or conn.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(Exception):  # the pool discards a connection it cannot reset
+        await conn.execute("ROLLBACK")
 
 
 async def _interrupt(conn: psycopg.AsyncConnection) -> None:

@@ -122,11 +122,9 @@ class GatherSink:
         self.writer = writer
 
     async def consume(self, execution: Execution, attempt: Attempt, conn: psycopg.AsyncConnection) -> None:
-        """Learn the columns with a declared (not run) cursor, then COPY the statement out."""
+        """Learn the columns from a declared cursor that fetches nothing, then COPY the statement out."""
         query = execution.query_for(attempt)
-        cursor = conn.cursor(name=f"dms_describe_{attempt.number}")
-        attempt.cursors.append(cursor)  # never fetched; the transaction's end closes it
-        await cursor.execute(query)
+        cursor = await execution.open_cursor(conn, attempt, 0, query)  # never fetched; the transaction's end closes it
         columns = await execution.learn_columns(conn, cursor)
         await self.writer.ensure_table(columns)
         if execution.plan.describe_only:

@@ -7,12 +7,19 @@ pool's connection class reports failed connection attempts, and a client
 waiting for that node is told at once.  A node that failed is probed with a
 direct connection before the next use, and gets a fresh pool when it is back
 (the old pool would wait out its reconnection back-off).
+
+A connection taken from the pool is checked with an empty query only when it
+has been idle for a while: one given back moments ago is alive unless its
+server went away just now, and the execution layer retries a connection that
+breaks before its first answer once on a fresh pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,6 +31,8 @@ from dms_db.topology import NodeSpec, Topology
 from sharding.coordinator.failures import RetryableNodeError, one_line
 
 APPLICATION_NAME = "dms-db dispatch"
+#: A connection given back less than this long ago is lent again without a check.
+RECENTLY_USED_S = 2.0
 
 
 def _reporting_connection_class(report: Callable[[BaseException], None]) -> type[psycopg.AsyncConnection]:
@@ -68,6 +77,7 @@ class NodePool:
         self._suspect = False
         self._lock = asyncio.Lock()
         self._lent: dict[int, AsyncConnectionPool] = {}  # connection id -> the pool it came from
+        self._given_back: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
 
     @property
     def address(self) -> str:
@@ -108,6 +118,7 @@ class NodePool:
         if pool is None or pool.closed:
             await conn.close()
             return
+        self._given_back[conn] = time.monotonic()
         await pool.putconn(conn)
 
     @contextlib.asynccontextmanager
@@ -163,9 +174,16 @@ class NodePool:
                 # statements behind psycopg's back: never prepare automatically.
                 "prepare_threshold": None,
             },
-            check=AsyncConnectionPool.check_connection,
+            check=self._check_if_idle,
             reset=_discard_session_state if self.reset_sessions else None,
         )
+
+    async def _check_if_idle(self, conn: psycopg.AsyncConnection) -> None:
+        """The pool's check on lending: an empty query, skipped for a connection given back just now."""
+        given_back = self._given_back.pop(conn, None)
+        if given_back is not None and time.monotonic() - given_back < RECENTLY_USED_S:
+            return
+        await AsyncConnectionPool.check_connection(conn)
 
     def _connect_failed(self, exc: BaseException) -> None:
         self._suspect = True
@@ -202,6 +220,15 @@ class NodePools:
             )
             for node in topology.nodes
         }
+        # Single read-only statements on the coordinator (director index look-ups) leave no
+        # session state, so their connections skip the reset query sessions need.
+        self._coordinator_lookups = NodePool(
+            topology.coordinator,
+            max_size=max_size,
+            connect_timeout_s=connect_timeout_s,
+            acquire_timeout_s=acquire_timeout_s,
+            reset_sessions=False,
+        )
 
     def __getitem__(self, name: str) -> NodePool:
         return self._pools[name]
@@ -214,13 +241,18 @@ class NodePools:
         """The coordinator's pool."""
         return self._pools[self.topology.coordinator.name]
 
+    @property
+    def coordinator_lookups(self) -> NodePool:
+        """A second coordinator pool, without session reset, for single read-only statements."""
+        return self._coordinator_lookups
+
     def address(self, name: str) -> str:
         """Safe address of a node (its name if unknown)."""
         return self._pools[name].address if name in self._pools else name
 
     async def close(self) -> None:
         """Close every pool."""
-        for pool in self._pools.values():
+        for pool in (*self._pools.values(), self._coordinator_lookups):
             await pool.close()
 
 

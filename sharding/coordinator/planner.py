@@ -62,7 +62,8 @@ class LevelShape:
     """What planning a partitioned level derives from its SQL alone (no data, no placement).
 
     Either ``count_answer`` (a whole-table ``COUNT(*)`` read from the row
-    counts) or the split and the worker SQL with the chunk-list sentinel.
+    counts) or the split and the worker SQL with the chunk-list sentinel, and
+    ``whole_text``: the level itself, unsplit, for a single chunk.
     """
 
     layout: LevelLayout
@@ -71,6 +72,7 @@ class LevelShape:
     count_answer: str | None = None
     split: SplitQuery | None = None
     worker_text: str | None = None
+    whole_text: str | None = None
 
 
 class LevelShapeCache:
@@ -301,14 +303,17 @@ class Planner:
         split = split_level(select)
         index_ranges = occurrence_ranges(description.healpix_targets) if description is not None else {}
         worker_text = await self._render(chunk_local_select(split.worker, layout, index_ranges), for_workers=True)
-        return LevelShape(layout, order, margin, split=split, worker_text=worker_text)
+        whole_text = worker_text
+        if split.merge is not None:
+            whole_text = await self._render(chunk_local_select(select, layout, index_ranges), for_workers=True)
+        return LevelShape(layout, order, margin, split=split, worker_text=worker_text, whole_text=whole_text)
 
     async def _run_partitioned(
         self, select: exp.Select, shape: LevelShape, description: QueryDescription | None
     ) -> FinalStep:
         if shape.count_answer is not None:
             return FinalStep(on_coordinator=True, sql=shape.count_answer)
-        assert shape.split is not None and shape.worker_text is not None
+        assert shape.split is not None and shape.worker_text is not None and shape.whole_text is not None
         layout, split, worker_text = shape.layout, shape.split, shape.worker_text
         chunks = await self._chunk_set(layout, description, shape.chunk_order, shape.overlap_deg)
         if self.uploads:
@@ -334,13 +339,17 @@ class Planner:
             listed = ", ".join(str(int(c)) for c in chunk_ids) or "NULL"
             return worker_text.replace(CHUNK_LIST_SENTINEL, listed)
 
-        if placed:
-            step = self._worker_step(lambda d: d.scatter(sql_for, placed, chunk_map))
-        else:
-            # No chunk can hold a row: one worker still runs the query over no
-            # chunks, so that an aggregate returns its one row and types are known.
-            empty = sql_for([])
-            step = self._worker_step(lambda d: d.single(empty))
+        if len(placed) <= 1:
+            # Every row the level can see is in one chunk, so one statement on one of its
+            # replicas runs the whole level (ORDER BY, aggregates and all), with no merge.
+            # With no chunk at all, any worker runs it over none, so that an aggregate
+            # still returns its one row and the column types are known.
+            listed = ", ".join(str(int(c)) for c in placed) or "NULL"
+            whole = shape.whole_text.replace(CHUNK_LIST_SENTINEL, listed)
+            if placed:
+                return self._worker_step(lambda d: d.scatter(lambda _chunk_ids: whole, placed, chunk_map))
+            return self._worker_step(lambda d: d.single(whole))
+        step = self._worker_step(lambda d: d.scatter(sql_for, placed, chunk_map))
         if split.merge is None:
             return step
         table = f"_dms_tmp_{self._next_serial()}"
@@ -455,8 +464,8 @@ class Planner:
             query = director_lookup(info.schema_name, director, restrictor)
             if query is None:
                 continue
-            cursor = await (await self.session.get()).execute(query[0], query[1])
-            found[restrictor] = frozenset(int(r[0]) for r in await cursor.fetchall())
+            rows = await self.engine.dispatcher.coordinator_rows(query[0], query[1])
+            found[restrictor] = frozenset(int(r[0]) for r in rows)
         grown = [ref for ref in layout.partitioned if ref.table.kind == "child"] + layout.overlap_sides()
         return chunk_set(
             description.restrictions,

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from sharding.coordinator.execution import Attempt, AttemptState, Execution, ResultColumnType
+from sharding.coordinator.execution import Attempt, AttemptState, Execution, ResultColumnType, fetch_statement
 
 
 class StreamSink:
@@ -28,23 +28,24 @@ class StreamSink:
         self.batch_rows = batch_rows
 
     async def consume(self, execution: Execution, attempt: Attempt, conn: psycopg.AsyncConnection) -> None:
-        """Declare the cursor, learn the columns, then fetch batch after batch."""
-        cursor = conn.cursor(name=f"dms_dispatch_{attempt.number}")
-        attempt.cursors.append(cursor)  # closed by the transaction's end, without a round trip of its own
-        await cursor.execute(execution.query_for(attempt))
+        """Open the cursor with its first batch, learn the columns, then fetch batch after batch."""
+        cursor = await execution.open_cursor(conn, attempt, self.batch_rows)
         await execution.learn_columns(conn, cursor)
         if execution.plan.describe_only:
             self._deliver_first(execution, attempt, [])
             return
-        while not execution.closing:
-            rows = await cursor.fetchmany(self.batch_rows)
+        fetch_next = fetch_statement(attempt, self.batch_rows)
+        rows = await cursor.fetchall()
+        while True:
             if attempt.state is AttemptState.RUNNING:
                 self._deliver_first(execution, attempt, rows)
             elif rows:
                 await attempt.batches.put(rows)
                 execution.notify()
-            if len(rows) < self.batch_rows:
+            if len(rows) < self.batch_rows or execution.closing:
                 break
+            await cursor.execute(fetch_next)
+            rows = await cursor.fetchall()
 
     @staticmethod
     def _deliver_first(execution: Execution, attempt: Attempt, rows: list[tuple]) -> None:

@@ -151,10 +151,11 @@ class TaskHandle(Generic[T]):
 class SyncIterator(Generic[T]):
     """Items of an async iterable, handed to a synchronous reader one at a time.
 
-    The pump task takes a slot of a semaphore before handing an item over
-    and the reader gives it back after taking one, which bounds the items in
-    flight.  The pump refers to its :class:`_Handover`, never to this object,
-    so that an iterator the reader drops is collected and cancels the pump.
+    The pump task takes one of ``max_queued`` slots before handing an item
+    over and the reader gives it back after taking one, which bounds the items
+    in flight; the reader wakes the loop only when the pump waits for a slot.
+    The pump refers to its :class:`_Handover`, never to this object, so that
+    an iterator the reader drops is collected and cancels the pump.
     """
 
     def __init__(self, bridge: SyncBridge, source: AsyncIterable[T], max_queued: int) -> None:
@@ -171,7 +172,7 @@ class SyncIterator(Generic[T]):
             raise StopIteration
         kind, value = self._handover.items.get()
         if kind == "item":
-            self._loop.call_soon_threadsafe(self._handover.release_slot)
+            self._handover.release_slot()
             return value
         self._done = True
         if kind == "error":
@@ -200,29 +201,56 @@ class SyncIterator(Generic[T]):
 
 
 class _Handover:
-    """The pump's side: a thread-safe queue of items and a semaphore of free slots."""
+    """The pump's side: a thread-safe queue of items and a count of slots in use.
+
+    The count lives under a thread lock so that the reader can give a slot back
+    without a trip through the loop; only a pump that waits for a slot is woken.
+    """
 
     def __init__(self, max_queued: int) -> None:
         self.items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.max_queued = max_queued
-        self._slots: asyncio.Semaphore | None = None
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def release_slot(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
+        """Reader side (any thread): one item was taken."""
+        with self._lock:
+            self._in_use -= 1
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(_wake, waiter)
+
+    async def _take_slot(self) -> None:
+        while True:
+            with self._lock:
+                if self._in_use < self.max_queued:
+                    self._in_use += 1
+                    return
+                assert self._loop is not None
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
 
     async def pump(self, source: AsyncIterable[Any]) -> None:
-        self._slots = asyncio.Semaphore(self.max_queued)
+        self._loop = asyncio.get_running_loop()
         iterator = aiter(source)
         try:
             async for item in iterator:
-                await self._slots.acquire()
+                await self._take_slot()
                 self.items.put(("item", item))
         except Exception as exc:
             self.items.put(("error", exc))
         finally:
             await _close_async_iterator(iterator)
             self.items.put(("end", None))
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def _close_async_iterator(iterator: AsyncIterator[Any]) -> None:
