@@ -79,6 +79,22 @@ class LocalClusterConfig(BaseModel):
             "replication and point-in-time recovery; choose 'replica' for servers that need them."
         ),
     )
+    worker_parallel_workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description=(
+            "max_parallel_workers_per_gather of each worker server (default: CPUs // workers - 1, at "
+            "least 0).  Every worker runs its part of a query at the same time on this one machine, so "
+            "PostgreSQL's own parallel workers on top would only oversubscribe the CPUs."
+        ),
+    )
+
+    def worker_parallelism(self) -> int:
+        """The workers' max_parallel_workers_per_gather: configured, or what the machine's CPUs allow."""
+        if self.worker_parallel_workers is not None:
+            return self.worker_parallel_workers
+        return max(0, (os.cpu_count() or 1) // self.workers - 1)
 
 
 class ServiceConfig(BaseModel):

@@ -104,5 +104,7 @@ class LocalCluster:
             shared_buffers_mb=self.local.shared_buffers_mb,
             fsync=self.local.fsync,
             wal_level=self.local.wal_level,
+            # The coordinator merges alone; the workers share the machine with each other.
+            max_parallel_workers_per_gather=self.local.worker_parallelism() if offset else None,
         )
         return PostgresServer(self.local.data_dir / name, settings, self.account, self.passfile, self.local.bin_dir)

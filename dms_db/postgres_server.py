@@ -53,6 +53,7 @@ class ServerSettings:
     shared_buffers_mb: int = 128
     fsync: bool = True
     wal_level: str = "replica"
+    max_parallel_workers_per_gather: int | None = None  # None: PostgreSQL's default
 
     def as_conf(self, socket_dir: Path) -> str:
         """Render the settings as a postgresql.conf fragment."""
@@ -71,6 +72,11 @@ class ServerSettings:
             f"full_page_writes = {durable}",
             f"wal_level = {self.wal_level}",
             *(["max_wal_senders = 0"] if self.wal_level == "minimal" else []),
+            *(
+                [f"max_parallel_workers_per_gather = {self.max_parallel_workers_per_gather}"]
+                if self.max_parallel_workers_per_gather is not None
+                else []
+            ),
             "logging_collector = off",
             "log_min_messages = warning",
             "log_line_prefix = '%m [%p] %d '",

@@ -30,7 +30,7 @@ from sharding.healpix import PixelRange, intersect_ranges, limit_ranges, merge_r
 
 __all__ = ["MAX_RANGES", "occurrence_ranges", "range_condition", "restriction_ranges"]
 
-MAX_RANGES = 16
+MAX_RANGES = 8
 """Ranges per region and per occurrence: a handful of B-tree range scans, still tight."""
 
 PGSPHERE_TOLERANCE_DEG = math.degrees(1e-8)

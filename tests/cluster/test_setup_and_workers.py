@@ -13,7 +13,7 @@ import pytest
 
 from dms_db import cluster as cluster_service
 from dms_db import migration_support
-from dms_db.config import DmsConfig
+from dms_db.config import DmsConfig, LocalClusterConfig
 from dms_db.errors import AlreadyExistsError, SetupError
 from dms_db.local_cluster import LocalCluster
 from dms_db.ports import free_port_block
@@ -120,3 +120,22 @@ def test_local_servers_run_with_the_configured_wal_level(local_cluster: LocalClu
             assert conn.execute("SHOW max_wal_senders").fetchone()[0] == "0"
     replica = ServerSettings(port=1, wal_level="replica").as_conf(Path("/s"))
     assert "wal_level = replica" in replica and "max_wal_senders" not in replica
+
+
+def test_workers_leave_the_cpus_to_each_other(local_cluster: LocalCluster) -> None:
+    """Workers get CPUs // workers - 1 parallel workers per gather; the coordinator PostgreSQL's default."""
+    from dms_db.cluster import bring_up
+
+    expected = max(0, (os.cpu_count() or 1) // local_cluster.config.local.workers - 1)
+    assert local_cluster.config.local.worker_parallelism() == expected
+    topology = bring_up(local_cluster.config)
+    for node in topology.workers:
+        with psycopg.connect(node.dsn) as conn:
+            assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == str(expected)
+    with psycopg.connect(topology.coordinator.dsn) as conn:
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == "2"
+    configured = LocalClusterConfig(workers=2, worker_parallel_workers=3)
+    assert configured.worker_parallelism() == 3
+    assert "max_parallel_workers_per_gather = 3" in ServerSettings(port=1, max_parallel_workers_per_gather=3).as_conf(
+        Path("/s")
+    )
