@@ -89,3 +89,96 @@ def test_a_repeated_query_reuses_its_plan_and_a_streamed_one_never_takes_a_coord
             assert sorted(result) == first
         engine.refresh()
         assert engine.level_shapes.get(engine.translate(cone).tree) is None
+
+
+def _loaded_survey(cluster: DatabaseCluster, seed: int) -> dict:
+    deploy_schema_file(cluster.config, "apdb", chunk_order=6)
+    survey = simulate_survey(SimulationConfig(seed=seed, n_objects=300, n_visits=12, radius_deg=1.0)).tables
+    load_inputs(cluster.topology, "apdb.DiaObject", [survey["apdb.DiaObject"]])
+    load_inputs(cluster.topology, "apdb.DiaSource", [survey["apdb.DiaSource"]])
+    return survey
+
+
+def test_one_chunk_levels_run_whole_on_a_worker_and_look_ups_take_no_session(
+    make_cluster: Callable[..., DatabaseCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A light curve (ORDER BY) over one chunk needs no gather and merge; its director look-up no session."""
+    from sharding.coordinator.dispatch import Dispatcher
+
+    cluster = make_cluster(2)
+    sources = _loaded_survey(cluster, seed=5)["apdb.DiaSource"]
+    object_id = int(sources["diaObjectId"].value_counts().index[0])
+    curve = sources[sources["diaObjectId"] == object_id].sort_values(["midpointMjdTai", "diaSourceId"])
+    assert len(curve) >= 2
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the query used the coordinator session")
+
+    monkeypatch.setattr(Dispatcher, "gather", refused)
+    monkeypatch.setattr(Dispatcher, "coordinator_session", refused)
+    query = (
+        "SELECT diaSourceId, midpointMjdTai FROM apdb.DiaSource "
+        f"WHERE diaObjectId = {object_id} ORDER BY midpointMjdTai, diaSourceId"
+    )
+    with QueryEngine(cluster.topology) as engine, engine.query(query) as result:
+        rows = list(result)
+    assert [r[0] for r in rows] == curve["diaSourceId"].tolist()
+
+
+def test_worker_transactions_end_after_the_caller_has_the_rows(
+    make_cluster: Callable[..., DatabaseCluster], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ROLLBACK runs after the last row is handed over, but it does run (not left to the pool)."""
+    import logging
+    import time
+
+    import psycopg
+
+    from sharding.coordinator.node_pools import APPLICATION_NAME
+
+    cluster = make_cluster(2)
+    _loaded_survey(cluster, seed=6)
+
+    def open_transactions() -> int:
+        with psycopg.connect(cluster.coordinator_dsn) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'"
+                " AND pid <> pg_backend_pid()",
+                (APPLICATION_NAME,),
+            ).fetchone()[0]
+
+    caplog.set_level(logging.WARNING, logger="psycopg.pool")
+    with QueryEngine(cluster.topology) as engine:
+        for _ in range(3):
+            with engine.query("SELECT diaSourceId, band FROM apdb.DiaSource") as result:
+                assert len(list(result)) > 0
+        deadline = time.monotonic() + 10
+        while open_transactions() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert open_transactions() == 0
+    assert not [r for r in caplog.records if "rolling back returned connection" in r.getMessage()]
+
+
+def test_a_pooled_worker_connection_that_died_is_replaced_without_failing_the_query(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    """Replication 1: a connection killed while idle in the pool must not make its worker look down."""
+    import psycopg
+
+    from sharding.coordinator.node_pools import APPLICATION_NAME
+
+    cluster = make_cluster(1)
+    _loaded_survey(cluster, seed=7)
+    query = "SELECT COUNT(diaSourceId) AS n FROM apdb.DiaSource"
+    with QueryEngine(cluster.topology) as engine:
+        with engine.query(query) as result:
+            expected = list(result)
+        with psycopg.connect(cluster.coordinator_dsn, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = %s AND datname <> current_database()",
+                (APPLICATION_NAME,),
+            ).fetchone()[0]
+        assert killed >= 1
+        with engine.query(query) as result:  # at once: the pool lends the dead connection unchecked
+            assert list(result) == expected
