@@ -100,7 +100,8 @@ class Attempt:
     first: list[tuple] | None = None  # the first batch, held back until the caller takes it
     batches: asyncio.Queue[list[tuple]] = field(default_factory=lambda: asyncio.Queue(maxsize=1))
     released: bool = False  # some of its rows reached the caller: it can no longer be retried
-    cursors: list[psycopg.AsyncServerCursor] = field(default_factory=list)  # closed once the transaction ends
+    cursors: list[psycopg.AsyncCursor] = field(default_factory=list)  # closed once the transaction ends
+    opened: bool = False  # the node answered the opening message: a retry could repeat rows
 
 
 class Sink(Protocol):
@@ -260,6 +261,7 @@ class Execution:
         cursor = conn.cursor()
         attempt.cursors.append(cursor)
         await cursor.execute(opening)
+        attempt.opened = True
         while cursor.nextset():
             pass  # to the FETCH's result, the last one
         return cursor
@@ -407,8 +409,8 @@ def fetch_statement(attempt: Attempt, rows: int) -> sql.Composed:
 
 
 def _lost_before_answering(conn: psycopg.AsyncConnection, attempt: Attempt) -> bool:
-    """The connection broke before the attempt got any answer, so trying again cannot repeat rows."""
-    return conn.broken and attempt.state is AttemptState.RUNNING and attempt.first is None
+    """The connection broke on the attempt's opening message, so trying again cannot repeat rows."""
+    return conn.broken and not attempt.opened
 
 
 async def _end_transaction(conn: psycopg.AsyncConnection) -> None:
