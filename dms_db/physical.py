@@ -110,9 +110,13 @@ def worker_table(catalog: CatalogSchema, ctable: CatalogTable, metadata: MetaDat
     columns = [Column(col.name, column_type(col), nullable=col.nullable is not False) for col in ctable.felis.columns]
     kwargs: dict[str, object] = {}
     if ctable.is_partitioned:
-        columns += [
+        # First, not last: every worker statement filters on the chunk (and child look-ups on the
+        # HEALPix index), and PostgreSQL decodes a row's columns up to the last one a filter reads;
+        # behind 36 catalog columns that decoding cost full-table aggregates a third of their time.
+        columns = [
             Column(CHUNK_COLUMN, BigInteger, nullable=False),
             Column(HEALPIX_COLUMN, BigInteger, nullable=False),
+            *columns,
         ]
         kwargs["postgresql_partition_by"] = f"LIST ({CHUNK_COLUMN})"
     elif ctable.primary_key:
