@@ -34,8 +34,6 @@ __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
 TRANSLATION_CACHE_SIZE = 512
 COORDINATOR_BATCH_ROWS = 5000
-
-
 #: Batches a synchronous reader may be behind the async side (each up to the dispatcher's batch size).
 SYNC_BATCHES_AHEAD = 4
 

@@ -200,37 +200,29 @@ class Execution:
 
     async def _on_node(self, attempt: Attempt) -> None:
         pool = self.pools[attempt.node]
-        conn = await pool.acquire()
-        attempt.conn = conn
-        try:
+        for last_try in (False, True):
+            conn = attempt.conn = await pool.acquire()
             try:
                 await self.sink.consume(self, attempt, conn)
-            except psycopg.OperationalError:
-                if not _lost_before_answering(conn, attempt):
+                break
+            except BaseException as exc:
+                await _interrupt(conn)
+                await self._hand_back(attempt, pool, conn)
+                # A pooled connection that died while idle (its server restarted) gets one more
+                # try, on a fresh pool (the broken one made it suspect), before the node fails.
+                if last_try or not _lost_before_answering(exc, conn, attempt):
                     raise
-                # A pooled connection that died while idle (its server restarted): one more try
-                # on a fresh connection, from a fresh pool, before the node counts as failed.
-                pool.mark_suspect()
-                await pool.release(conn)
-                conn = attempt.conn = await pool.acquire()
-                await self.sink.consume(self, attempt, conn)
-        except BaseException:
-            await _interrupt(conn)
-            if conn.broken or conn.closed:
-                pool.mark_suspect()
-            await _end_transaction(conn)
-            await self._release(attempt, pool, conn)
-            raise
         # Every row is delivered: the caller need not wait for the ROLLBACK.
         attempt.state = AttemptState.DONE
         self.notify()
+        await self._hand_back(attempt, pool, conn)
+
+    @staticmethod
+    async def _hand_back(attempt: Attempt, pool: NodePool, conn: psycopg.AsyncConnection) -> None:
+        """End the transaction and give the connection back; a broken one makes its pool suspect."""
         await _end_transaction(conn)
         if conn.broken or conn.closed:
             pool.mark_suspect()
-        await self._release(attempt, pool, conn)
-
-    @staticmethod
-    async def _release(attempt: Attempt, pool: NodePool, conn: psycopg.AsyncConnection) -> None:
         attempt.conn = None
         # After ROLLBACK (or with the connection gone) this costs no round trip.
         for cursor in attempt.cursors:
@@ -408,9 +400,9 @@ def fetch_statement(attempt: Attempt, rows: int) -> sql.Composed:
     return sql.SQL("FETCH FORWARD {} FROM {}").format(sql.Literal(rows), sql.Identifier(cursor_name(attempt)))
 
 
-def _lost_before_answering(conn: psycopg.AsyncConnection, attempt: Attempt) -> bool:
+def _lost_before_answering(exc: BaseException, conn: psycopg.AsyncConnection, attempt: Attempt) -> bool:
     """The connection broke on the attempt's opening message, so trying again cannot repeat rows."""
-    return conn.broken and not attempt.opened
+    return isinstance(exc, psycopg.OperationalError) and conn.broken and not attempt.opened
 
 
 async def _end_transaction(conn: psycopg.AsyncConnection) -> None:
