@@ -72,6 +72,15 @@ def test_shipped_schemas_deploy_with_tap_schema_metadata(cluster: DatabaseCluste
             assert ("dr", table, "LIST (chunk_id)") in partitioned
         assert not any(t[1] in ("Visit", "CcdVisit", "SSObject") for t in partitioned)
         with psycopg.connect(worker.dsn) as conn:
+            # The columns every worker statement filters on come first (a row is decoded up to
+            # the last column a filter reads).
+            for schema_name, table, _ in partitioned:
+                leading = conn.execute(
+                    "SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute "
+                    "WHERE attrelid = format('%%I.%%I', %s::text, %s::text)::regclass AND attnum IN (1, 2)",
+                    (schema_name, table),
+                ).fetchone()[0]
+                assert leading == ["chunk_id", "healpix_index"], (schema_name, table, leading)
             visit = conn.execute("SELECT to_regclass('dr.\"Visit\"')").fetchone()[0]
             gist = {
                 table: [
