@@ -89,32 +89,34 @@ def assert_partitions_are_complete(cluster: DatabaseCluster) -> int:
     return seen
 
 
-def relation_ids(cluster: DatabaseCluster) -> dict[tuple[str, str], int]:
-    """(worker, relation) -> oid of every table and index in the catalog schema."""
-    found = {}
+def rows_on_workers(cluster: DatabaseCluster, query: str, params: tuple[object, ...]) -> list[tuple[str, tuple]]:
+    """(worker name, row) for every row ``query`` returns on each worker."""
+    found = []
     for worker in cluster.topology.workers:
         with psycopg.connect(worker.dsn) as conn:
-            rows = conn.execute(
-                "SELECT c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s",
-                (SCHEMA,),
-            )
-            found |= {(worker.name, name): int(oid) for name, oid in rows}
+            found += [(worker.name, row) for row in conn.execute(query, params)]
     return found
+
+
+def relation_ids(cluster: DatabaseCluster) -> dict[tuple[str, str], int]:
+    """(worker, relation) -> oid of every table and index in the catalog schema."""
+    rows = rows_on_workers(
+        cluster,
+        "SELECT c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+        (SCHEMA,),
+    )
+    return {(worker, name): int(oid) for worker, (name, oid) in rows}
 
 
 def chunk_tables(cluster: DatabaseCluster, table: str) -> list[str]:
     """Tables of the catalog schema named like a chunk partition of ``table``, attached or not."""
-    names = []
-    for worker in cluster.topology.workers:
-        with psycopg.connect(worker.dsn) as conn:
-            rows = conn.execute(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE %s",
-                (SCHEMA, table + "\\_\\_%"),
-            )
-            names += [name for (name,) in rows if name != f"{table}__overlap"]
-    return names
+    rows = rows_on_workers(
+        cluster,
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE %s",
+        (SCHEMA, table + "\\_\\_%"),
+    )
+    return [name for _, (name,) in rows if name != f"{table}__overlap"]
 
 
 def test_new_partitions_are_attached_with_every_parent_index(
@@ -127,14 +129,13 @@ def test_new_partitions_are_attached_with_every_parent_index(
     # DiaObject main and overlap partitions and DiaSource partitions, on both workers
     assert assert_partitions_are_complete(cluster) > 3
     # The load analysed what it wrote: no partition is left to the planner's guesses.
-    for worker in cluster.topology.workers:
-        with psycopg.connect(worker.dsn) as conn:
-            unanalysed = conn.execute(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.reltuples < 0",
-                (SCHEMA,),
-            ).fetchall()
-            assert unanalysed == [], unanalysed
+    unanalysed = rows_on_workers(
+        cluster,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.reltuples < 0",
+        (SCHEMA,),
+    )
+    assert unanalysed == [], unanalysed
 
     # The partitions' own indexes serve queries: a director's GiST, a child's HEALPix B-tree.
     objects = survey["apdb.DiaObject"]
