@@ -55,9 +55,15 @@ from dms_db.errors import NotFoundError
 from dms_db.topology import Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.execution import Execution, Query, ResultColumnType, Sink, WorkPlan
-from sharding.coordinator.failures import QueryExecutionError, QueryTimeoutError
+from sharding.coordinator.failures import (
+    QueryExecutionError,
+    QueryTimeoutError,
+    RetryableNodeError,
+    coordinator_error,
+    coordinator_unavailable,
+)
 from sharding.coordinator.gather import GatherResult, GatherSink, TempTableWriter
-from sharding.coordinator.node_pools import NodePools
+from sharding.coordinator.node_pools import NodePool, NodePools
 from sharding.coordinator.row_stream import RowStream
 
 __all__ = [
@@ -186,7 +192,7 @@ class Dispatcher:
     @contextlib.asynccontextmanager
     async def coordinator_session(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled coordinator connection (autocommit) for temp tables and the merge query."""
-        async with self._pools.coordinator.connection() as conn:
+        async with _coordinator_connection(self._pools.coordinator) as conn:
             yield conn
 
     async def coordinator_rows(self, query: Query, params: Sequence[object] = ()) -> list[tuple]:
@@ -194,9 +200,12 @@ class Dispatcher:
 
         For look-ups such as the director index: a session would cost a reset when given back.
         """
-        async with self._pools.coordinator_lookups.connection() as conn:
-            cursor = await conn.execute(query, params)
-            return await cursor.fetchall()
+        async with _coordinator_connection(self._pools.coordinator_lookups) as conn:
+            try:
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchall()
+            except psycopg.Error as exc:
+                raise coordinator_error(exc) from None
 
     # -- internals ---------------------------------------------------------
 
@@ -231,6 +240,19 @@ class Dispatcher:
             raise NotFoundError("the cluster has no worker", hint="add one with 'dms-db cluster add-worker'")
         start = next(self._rotation) % len(workers)
         return tuple(workers[start:] + workers[:start])
+
+
+@contextlib.asynccontextmanager
+async def _coordinator_connection(pool: NodePool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A connection of a coordinator pool; an unreachable coordinator is the caller's error, not a retry."""
+    try:
+        conn = await pool.acquire()
+    except RetryableNodeError as exc:
+        raise coordinator_unavailable(exc.reason) from None
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
 
 
 def _writer_ended(task: asyncio.Task[None], execution: Execution) -> None:

@@ -76,11 +76,16 @@ def coordinator_error(exc: psycopg.Error) -> DmsError:
     anything else means the coordinator could not be used.
     """
     if is_node_fault(exc):
-        return NodeUnavailableError(
-            f"the coordinator database failed during the query: {one_line(exc)}",
-            hint="check 'dms-db cluster status' and run the query again",
-        )
+        return coordinator_unavailable(f"it failed during the query: {one_line(exc)}")
     return query_error(exc)
+
+
+def coordinator_unavailable(reason: str) -> NodeUnavailableError:
+    """The coordinator database cannot serve the query (``reason``: why, without a DSN)."""
+    return NodeUnavailableError(
+        f"the coordinator database cannot be used: {reason}",
+        hint="check 'dms-db cluster status' and run the query again",
+    )
 
 
 def one_line(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -120,15 +120,6 @@ class NodePool:
             return
         self._given_back[conn] = time.monotonic()
         await pool.putconn(conn)
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        """``acquire`` and ``release`` as a context manager."""
-        conn = await self.acquire()
-        try:
-            yield conn
-        finally:
-            await self.release(conn)
 
     async def close(self) -> None:
         """Close the pool and its connections."""

@@ -182,3 +182,28 @@ def test_a_pooled_worker_connection_that_died_is_replaced_without_failing_the_qu
         assert killed >= 1
         with engine.query(query) as result:  # at once: the pool lends the dead connection unchecked
             assert list(result) == expected
+
+
+def test_an_unreachable_coordinator_is_a_clear_error_for_look_ups_and_merges(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    """Once the catalog is known, the coordinator is still needed for director look-ups and merges."""
+    from dms_db.errors import DmsError
+
+    cluster = make_cluster(1)
+    objects = _loaded_survey(cluster, seed=8)["apdb.DiaObject"]
+    object_id = int(objects["diaObjectId"].iloc[0])
+    dead_coordinator = replace(cluster.topology.coordinator, dsn="host=127.0.0.1 port=1 dbname=x connect_timeout=2")
+    with QueryEngine(cluster.topology) as reachable:
+        catalog = reachable.catalog()
+    with QueryEngine(Topology(dead_coordinator, cluster.topology.workers)) as engine:
+        engine._catalog = catalog  # read before the coordinator went away
+        for query in (
+            f"SELECT ra FROM apdb.DiaObject WHERE diaObjectId = {object_id}",  # director index look-up
+            "SELECT COUNT(diaObjectId) AS n FROM apdb.DiaObject",  # merge in a coordinator session
+        ):
+            with pytest.raises(NodeUnavailableError) as caught, engine.query(query) as result:
+                list(result)
+            assert isinstance(caught.value, DmsError)
+            assert "the coordinator database cannot be used" in str(caught.value)
+            assert "cluster status" in (caught.value.hint or "")
