@@ -28,7 +28,8 @@ pool_max_size=8, connect_timeout_s=10.0, acquire_timeout_s=30.0)``; ``await open
   coordinator, on a connection that needs no reset (director index look-ups).
 * ``coordinator_session()``: ``async with`` a pooled coordinator connection in autocommit
   mode; run the merge query inside ``async with conn.transaction():`` with a named cursor.
-  Temporary tables and settings are discarded when it goes back to the pool.
+  Temporary tables and settings are discarded when it goes back to the pool.  Both raise
+  :class:`~dms_db.errors.NodeUnavailableError` when the coordinator cannot be reached.
 
 Worker statements run in ``BEGIN READ ONLY`` transactions with a local
 ``statement_timeout``, at most ``max_concurrency`` at a time.  A worker that
