@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,16 +129,25 @@ class QueryEngine:
     def catalog(self) -> ClusterCatalog:
         """The deployed catalogs, read from the coordinator on first use."""
         if self._catalog is None:
-            with psycopg.connect(self.topology.coordinator.dsn) as conn:
+            with self._coordinator_metadata() as conn:
                 self._catalog = read_cluster_catalog(conn)
         return self._catalog
 
     def chunk_map(self, chunk_order: int) -> ChunkMap:
         """Replicas of every placed chunk of ``chunk_order``, read once and cached."""
         if chunk_order not in self._chunk_maps:
-            with psycopg.connect(self.topology.coordinator.dsn) as conn:
+            with self._coordinator_metadata() as conn:
                 self._chunk_maps[chunk_order] = ChunkMap.read(conn, chunk_order)
         return self._chunk_maps[chunk_order]
+
+    @contextmanager
+    def _coordinator_metadata(self) -> Iterator[psycopg.Connection]:
+        """A short connection to the coordinator; its failures are query errors with a hint."""
+        try:
+            with psycopg.connect(self.topology.coordinator.dsn) as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise coordinator_error(exc) from None
 
     def translate(self, adql_text: str, max_rows: int | None = None) -> TranslatedQuery:
         """Translate, remembering recent queries: services see the same query text again and again."""

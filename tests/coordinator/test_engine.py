@@ -187,7 +187,7 @@ def test_a_pooled_worker_connection_that_died_is_replaced_without_failing_the_qu
 def test_an_unreachable_coordinator_is_a_clear_error_for_look_ups_and_merges(
     make_cluster: Callable[..., DatabaseCluster],
 ) -> None:
-    """Once the catalog is known, the coordinator is still needed for director look-ups and merges."""
+    """The coordinator serves the catalog, director look-ups and merges; unreachable, it is a clear error."""
     from dms_db.errors import DmsError
 
     cluster = make_cluster(1)
@@ -207,3 +207,6 @@ def test_an_unreachable_coordinator_is_a_clear_error_for_look_ups_and_merges(
             assert isinstance(caught.value, DmsError)
             assert "the coordinator database cannot be used" in str(caught.value)
             assert "cluster status" in (caught.value.hint or "")
+    unread = QueryEngine(Topology(dead_coordinator, cluster.topology.workers))  # nothing read yet
+    with unread, pytest.raises(NodeUnavailableError, match="the coordinator database cannot be used"):
+        unread.query("SELECT ra FROM apdb.DiaObject")
