@@ -19,6 +19,9 @@ Coordinator, schema ``dms``:
 * ``transaction_outcome`` commit decisions of distributed (two-phase) transactions
 * ``uws_job``         TAP async jobs (UWS 1.1): owner, phase, times, parameters, result
 * ``api_token``       bearer tokens of the TAP service (only their SHA-256 is stored)
+* ``metadata_epoch``  one counter, raised by triggers whenever a table in
+  :data:`METADATA_EPOCH_SOURCES` changes, so query engines know when to drop
+  their cached catalogs and chunk placement
 
 plus the standard ``TAP_SCHEMA`` tables.
 
@@ -49,10 +52,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from dms_db.tap_schema import define_tap_schema_tables
+from dms_db.tap_schema import TAP_SCHEMA_NAME, define_tap_schema_tables
 
 COORDINATOR_SCHEMA = "dms"
 WORKER_SCHEMA = "dms_worker"
@@ -265,6 +269,24 @@ transaction_outcome = Table(
 )
 
 tap_schema_tables = define_tap_schema_tables(coordinator_metadata)
+
+metadata_epoch = Table(
+    "metadata_epoch",
+    coordinator_metadata,
+    Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("singleton", name="singleton"),
+    schema=COORDINATOR_SCHEMA,
+)
+
+METADATA_EPOCH_SOURCES: tuple[tuple[str, str], ...] = (
+    (COORDINATOR_SCHEMA, "node"),
+    (COORDINATOR_SCHEMA, "catalog"),
+    (COORDINATOR_SCHEMA, "catalog_table"),
+    (COORDINATOR_SCHEMA, "chunk_placement"),
+    *((TAP_SCHEMA_NAME, name) for name in ("schemas", "tables", "columns", "keys", "key_columns")),
+)
+"""(schema, table) of what query engines cache: a change to any of them raises ``metadata_epoch``."""
 
 node_identity = Table(
     "node_identity",

@@ -7,6 +7,12 @@ session, then the final phase, whose rows stream to the caller.  The same
 engine serves synchronous callers (the CLI, tests) through
 :meth:`QueryEngine.query` and asynchronous ones (the TAP service) through
 :meth:`QueryEngine.query_async`.
+
+The engine keeps the catalogs, the chunk placement and recent plans between
+queries.  Every query first reads the coordinator's metadata epoch, which
+triggers raise with every change to what those caches hold (a load placing
+new chunks, a deploy, a migration): when it moved, the caches are dropped, so
+a long-running service answers over the cluster as it is now.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from sharding.coordinator.uploads import UploadedTable, upload_table_info
 __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
 TRANSLATION_CACHE_SIZE = 512
+METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
 COORDINATOR_BATCH_ROWS = 5000
 #: Batches a synchronous reader may be behind the async side (each up to the dispatcher's batch size).
 SYNC_BATCHES_AHEAD = 4
@@ -116,15 +123,28 @@ class QueryEngine:
         self._chunk_maps: dict[int, ChunkMap] = {}
         self._translations: dict[tuple[str, int | None], TranslatedQuery] = {}
         self.level_shapes = LevelShapeCache(TRANSLATION_CACHE_SIZE)
+        self._metadata_epoch: int | None = None  # the coordinator's epoch when the caches were last emptied
 
     # ------------------------------------------------------------ metadata
 
     def refresh(self) -> None:
-        """Forget cached catalogs and placement (after a deploy or a load that opened chunks)."""
+        """Forget cached catalogs, placement and plans; they are read again when next needed."""
         self._catalog = None
         self._chunk_maps = {}
         self._translations = {}
         self.level_shapes.clear()
+
+    async def _refresh_if_stale(self) -> None:
+        """Empty the caches if the coordinator's metadata changed since they were emptied last.
+
+        The epoch is read before anything is read into the emptied caches, so
+        whatever they hold afterwards is at least as new as the epoch recorded.
+        """
+        rows = await self.dispatcher.coordinator_rows(METADATA_EPOCH_QUERY)
+        epoch = int(rows[0][0])
+        if epoch != self._metadata_epoch:
+            self.refresh()
+            self._metadata_epoch = epoch
 
     def catalog(self) -> ClusterCatalog:
         """The deployed catalogs, read from the coordinator on first use."""
@@ -170,6 +190,7 @@ class QueryEngine:
 
         ``uploads`` are tables the query may read as ``TAP_UPLOAD.<name>``.
         """
+        await self._refresh_if_stale()
         if uploads:
             extended = self.catalog().tables.with_tables(upload_table_info(upload) for upload in uploads)
             translated = translate(adql_text, extended, max_rows=max_rows)

@@ -31,6 +31,8 @@ from dms_db.topology import NodeSpec, Topology
 from sharding.coordinator.failures import RetryableNodeError, one_line
 
 APPLICATION_NAME = "dms-db dispatch"
+#: Connections of the coordinator's look-up pool (metadata epoch, director index), told apart in pg_stat_activity.
+LOOKUP_APPLICATION_NAME = "dms-db lookups"
 #: A connection given back less than this long ago is lent again without a check.
 RECENTLY_USED_S = 2.0
 
@@ -66,9 +68,11 @@ class NodePool:
         connect_timeout_s: float,
         acquire_timeout_s: float,
         reset_sessions: bool = True,
+        application_name: str = APPLICATION_NAME,
     ) -> None:
         self.node = node
         self.reset_sessions = reset_sessions
+        self.application_name = application_name
         self.max_size = max_size
         self.connect_timeout_s = connect_timeout_s
         self.acquire_timeout_s = acquire_timeout_s
@@ -142,7 +146,9 @@ class NodePool:
     async def _probe(self) -> None:
         try:
             conn = await psycopg.AsyncConnection.connect(
-                self.node.dsn, connect_timeout=max(1, round(self.connect_timeout_s)), application_name=APPLICATION_NAME
+                self.node.dsn,
+                connect_timeout=max(1, round(self.connect_timeout_s)),
+                application_name=self.application_name,
             )
         except (psycopg.Error, OSError) as exc:
             raise RetryableNodeError(f"cannot connect: {one_line(exc)}") from exc
@@ -160,7 +166,7 @@ class NodePool:
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, round(self.connect_timeout_s)),
-                "application_name": APPLICATION_NAME,
+                "application_name": self.application_name,
                 # The pool resets sessions with DISCARD ALL, which drops prepared
                 # statements behind psycopg's back: never prepare automatically.
                 "prepare_threshold": None,
@@ -219,6 +225,7 @@ class NodePools:
             connect_timeout_s=connect_timeout_s,
             acquire_timeout_s=acquire_timeout_s,
             reset_sessions=False,
+            application_name=LOOKUP_APPLICATION_NAME,
         )
 
     def __getitem__(self, name: str) -> NodePool:

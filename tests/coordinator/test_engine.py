@@ -210,3 +210,38 @@ def test_an_unreachable_coordinator_is_a_clear_error_for_look_ups_and_merges(
     unread = QueryEngine(Topology(dead_coordinator, cluster.topology.workers))  # nothing read yet
     with unread, pytest.raises(NodeUnavailableError, match="the coordinator database cannot be used"):
         unread.query("SELECT ra FROM apdb.DiaObject")
+
+
+def _objects_at(ra_center: float, seed: int, id_offset: int):
+    survey = simulate_survey(
+        SimulationConfig(seed=seed, n_objects=200, n_visits=4, radius_deg=0.5, ra_center=ra_center, dec_center=-30.0)
+    ).tables
+    objects = survey["apdb.DiaObject"].copy()
+    objects["diaObjectId"] += id_offset
+    return objects
+
+
+def test_a_running_engine_sees_chunks_and_catalogs_added_after_it_started(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=6)
+    first = _objects_at(60.0, seed=5, id_offset=0)
+    load_inputs(cluster.topology, "apdb.DiaObject", [first])
+    counted = "SELECT COUNT(diaObjectId) AS n FROM apdb.DiaObject WHERE dec < 0"  # read on the workers
+
+    with QueryEngine(cluster.topology) as engine:
+        with engine.query(counted) as result:
+            assert list(result) == [(len(first),)]
+        # A nightly load into sky the cluster has no chunk of yet, while the engine (a TAP service) runs.
+        second = _objects_at(200.0, seed=6, id_offset=10**15)
+        load_inputs(cluster.topology, "apdb.DiaObject", [second])
+        with engine.query(counted) as result:
+            assert list(result) == [(len(first) + len(second),)]
+        listed = "SELECT diaObjectId FROM apdb.DiaObject WHERE ra > 150"
+        with engine.query(listed) as result:
+            assert sorted(r[0] for r in result) == sorted(int(i) for i in second["diaObjectId"])
+        # A catalog deployed while the engine runs can be queried at once.
+        deploy_schema_file(cluster.config, "dr", chunk_order=6)
+        with engine.query("SELECT COUNT(objectId) AS n FROM dr.Object") as result:
+            assert list(result) == [(0,)]
