@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 import psycopg
@@ -35,6 +36,32 @@ class ChunkMap:
         """The placement of every chunk of ``chunk_order`` stored on the coordinator."""
         placed = read_placement(conn, chunk_order)
         return cls(chunk_order, {chunk: replicas.nodes for chunk, replicas in placed.items()})
+
+    @cached_property
+    def _chunks_by_node(self) -> dict[str, frozenset[int]]:
+        held: dict[str, set[int]] = {}
+        for chunk, nodes in self.replicas.items():
+            for node in nodes:
+                held.setdefault(node, set()).add(chunk)
+        return {node: frozenset(chunks) for node, chunks in held.items()}
+
+    def is_all_held(self, chunk_ids: Collection[int]) -> bool:
+        """Whether every worker holding all of ``chunk_ids`` holds no other chunk.
+
+        Then a statement over those chunks, wherever it runs, may read its
+        tables whole instead of filtering every row by chunk: a worker has
+        partitions only of chunks placed on it (loads write a chunk to its
+        replicas alone).
+
+        >>> chunk_map = ChunkMap(6, {1: ("a",), 2: ("a",), 3: ("b", "a")})
+        >>> chunk_map.is_all_held([1, 2, 3]), chunk_map.is_all_held([1, 2]), chunk_map.is_all_held([3])
+        (True, False, False)
+        """
+        wanted = frozenset(int(c) for c in chunk_ids)
+        if not wanted:
+            return False
+        holders = [held for held in self._chunks_by_node.values() if wanted <= held]
+        return bool(holders) and all(held == wanted for held in holders)
 
     def placed(self, chunks: Iterable[int] | None) -> list[int]:
         """The given chunks (all when None) that have replicas, sorted; the others hold no rows."""

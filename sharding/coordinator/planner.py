@@ -40,6 +40,7 @@ from sharding.coordinator.locality import (
     analyse_level,
     chunk_local_select,
     level_tables,
+    whole_tables_text,
 )
 from sharding.coordinator.materialize import MaterializedRelation, inline_rows, relation_columns
 from sharding.coordinator.pruning import ChunkSet, chunk_set, director_lookup
@@ -336,6 +337,11 @@ class Planner:
                 # its overlap, so PostgreSQL probes the GiST index per row instead of
                 # joining every row of the worker's chunks on chunk_id.
                 return " UNION ALL ".join(f"({sql_for([c])})" for c in chunk_ids)
+            if not layout.overlap_partner and chunk_map.is_all_held(chunk_ids):
+                # The worker is given every chunk it holds: its tables are read whole.
+                whole_tables = whole_tables_text(worker_text)
+                if CHUNK_LIST_SENTINEL not in whole_tables:
+                    return whole_tables
             listed = ", ".join(str(int(c)) for c in chunk_ids) or "NULL"
             return worker_text.replace(CHUNK_LIST_SENTINEL, listed)
 

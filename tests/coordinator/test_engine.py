@@ -245,3 +245,45 @@ def test_a_running_engine_sees_chunks_and_catalogs_added_after_it_started(
         deploy_schema_file(cluster.config, "dr", chunk_order=6)
         with engine.query("SELECT COUNT(objectId) AS n FROM dr.Object") as result:
             assert list(result) == [(0,)]
+
+
+@pytest.mark.parametrize("replication", [1, 2])
+def test_a_worker_given_every_chunk_it_holds_reads_its_tables_whole(
+    make_cluster: Callable[..., DatabaseCluster], monkeypatch: pytest.MonkeyPatch, replication: int
+) -> None:
+    """No per-row chunk filter where it selects every row; kept where a worker holds chunks it is not given."""
+    from sharding.coordinator.dispatch import Dispatcher
+    from sharding.coordinator.locality import CHUNK_LIST_SENTINEL
+
+    cluster = make_cluster(3)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=6)
+    survey = simulate_survey(SimulationConfig(seed=8, n_objects=300, n_visits=12, radius_deg=2.0)).tables
+    for table in ("apdb.DiaObject", "apdb.DiaSource"):
+        load_inputs(cluster.topology, table, [survey[table]], replication=replication)
+    sent: list[str] = []
+    scatter = Dispatcher.scatter
+
+    def recording_scatter(self, sql_for, chunks, chunk_map):
+        def recorded(chunk_ids):
+            sent.append(sql_for(chunk_ids))
+            return sent[-1]
+
+        return scatter(self, recorded, chunks, chunk_map)
+
+    monkeypatch.setattr(Dispatcher, "scatter", recording_scatter)
+    sources = survey["apdb.DiaSource"]
+    with QueryEngine(cluster.topology) as engine:
+        with engine.query("SELECT band, COUNT(*) AS n FROM apdb.DiaSource GROUP BY band") as result:
+            assert dict(result) == sources.groupby("band").size().to_dict()
+        joined = (
+            "SELECT COUNT(*) AS n FROM apdb.DiaObject AS o JOIN apdb.DiaSource AS s ON s.diaObjectId = o.diaObjectId"
+        )
+        with engine.query(joined) as result:
+            assert list(result) == [(len(sources),)]
+    worker_statements = [text for text in sent if "DiaSource" in text]
+    assert len(worker_statements) >= 2 * 3  # both queries, on every worker
+    filtered = [text for text in worker_statements if '"chunk_id" IN (' in text]
+    if replication == 1:
+        assert filtered == [] and all(CHUNK_LIST_SENTINEL not in text for text in worker_statements)
+    else:  # every worker holds chunks another one is given
+        assert filtered == worker_statements

@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from adql import AdqlUnsupportedError, translate
 from sharding import regions
-from sharding.coordinator.locality import CHUNK_LIST_SENTINEL, analyse_level, chunk_local_select
+from sharding.coordinator.locality import CHUNK_LIST_SENTINEL, analyse_level, chunk_local_select, whole_tables_text
 from sharding.coordinator.planner import expression_subqueries
 from sharding.coordinator.pruning import chunk_set, grown_chunks
 from sharding.coordinator.split import split_level
@@ -196,6 +196,25 @@ def test_partitioned_tables_are_limited_to_the_chunk_list(catalog) -> None:
     subqueries = [s for s in rewritten.find_all(exp.Subquery)]
     assert len(subqueries) == 1 and CHUNK_LIST_SENTINEL in subqueries[0].sql(dialect="postgres")
     assert np.all([c.table == "_dms_t0" for c in rewritten.find_all(exp.Column) if c.name != "chunk_id"])
+
+
+def test_reading_tables_whole_drops_every_chunk_filter_and_keeps_the_index_ranges(catalog) -> None:
+    from sharding.coordinator.index_ranges import occurrence_ranges
+
+    translated = translate(
+        "SELECT o.diaObjectId, s.psfFlux FROM apdb.DiaObject AS o JOIN apdb.DiaSource AS s "
+        "ON s.diaObjectId = o.diaObjectId WHERE 1 = CONTAINS(POINT(s.ra, s.dec), CIRCLE(10, 20, 0.1))",
+        catalog,
+    )
+    ranges = occurrence_ranges(translated.description.healpix_targets)
+    assert ranges  # the DiaSource side is read by HEALPix ranges
+    worker_text = chunk_local_select(translated.tree, analyse_level(translated.tree, MARGIN_DEG), ranges).sql(
+        dialect="postgres"
+    )
+    assert worker_text.count(CHUNK_LIST_SENTINEL) == 2
+    whole = whole_tables_text(worker_text)
+    assert CHUNK_LIST_SENTINEL not in whole and whole.count("TRUE") == 2
+    assert whole.count("healpix_index") == worker_text.count("healpix_index") > 0
 
 
 def test_each_subquery_is_paired_with_its_own_description(catalog) -> None:
