@@ -278,7 +278,8 @@ def cluster_add_worker(
     dsn: Annotated[str, typer.Argument(help="libpq connection string of the new worker's database.")],
     name: Annotated[str | None, typer.Option(help="Node name (default: worker-N).")] = None,
 ) -> None:
-    """Register an existing PostgreSQL database as a worker and migrate it."""
+    """Add an existing PostgreSQL database as a worker: migrate it, create the deployed catalogs, copy
+    replicated tables, then register it (run it while no load of a replicated table runs)."""
     try:
         worker = cluster_service.add_worker(_config(), dsn, name)
     except DmsError as exc:

@@ -19,6 +19,7 @@ from dms_db.local_cluster import LocalCluster
 from dms_db.metadata import node as node_table
 from dms_db.metadata import node_identity
 from dms_db.topology import NodeRole, NodeSpec, Topology, remote_topology
+from dms_db.worker_catchup import catch_up_worker
 
 
 def configured_topology(config: DmsConfig) -> Topology:
@@ -95,10 +96,11 @@ def bring_up(config: DmsConfig) -> Topology:
 
 
 def add_worker(config: DmsConfig, dsn: str, name: str | None = None) -> NodeSpec:
-    """Register an existing PostgreSQL database as a new worker and migrate it.
+    """Register an existing PostgreSQL database as a new worker: migrate it, then catch it up.
 
-    Chunks are not moved to it here; placement sends new chunks to it, and a
-    rebalance step can move existing ones later.
+    Every deployed catalog is created on it and replicated tables' rows are
+    copied to it (:mod:`dms_db.worker_catchup`) before it is registered.
+    Chunks are not moved to it here; placement sends new chunks to it.
     """
     topology = resolve_topology(config)
     if any(w.dsn == dsn for w in topology.workers):
@@ -116,6 +118,14 @@ def add_worker(config: DmsConfig, dsn: str, name: str | None = None) -> NodeSpec
             hint="check the DSN, and that pgSphere is installed on that server",
         ) from None
     migration_support.upgrade(Topology(topology.coordinator, (worker,)))
+    try:
+        catch_up_worker(topology, worker)
+    except psycopg.Error as exc:
+        raise UserError(
+            f"cannot create the cluster's catalogs on the new worker ({worker.safe_address}): "
+            f"{str(exc).splitlines()[0]}",
+            hint="nothing was registered; fix the cause and run add-worker again",
+        ) from None
     register_nodes(Topology(topology.coordinator, (worker,)))
     return worker
 

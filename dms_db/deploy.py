@@ -56,22 +56,23 @@ def deploy_catalog(topology: Topology, catalog: CatalogSchema, chunk_order: int,
             f"a different schema is already deployed as {catalog.name!r}",
             hint="deploy it under another name with --as NAME, or evolve the deployed one with a migration",
         )
-    ddl = catalog_ddl(catalog)
     with distributed_transaction(topology, "deploy") as txn:
         for conn in txn.workers.values():
-            for statement in ddl:
-                conn.execute(statement)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO dms_worker.deployed_table (schema_name, table_name, kind, chunk_order) "
-                    "VALUES (%s, %s, %s, %s)",
-                    [
-                        (catalog.name, t.name, t.kind.value, chunk_order if t.is_partitioned else None)
-                        for t in catalog.tables
-                    ],
-                )
+            create_catalog_on_worker(conn, catalog, chunk_order)
         _register_on_coordinator(txn.coordinator, catalog, chunk_order, overlap_arcsec)
     return DeployReport(catalog.name, tables, created=True, workers=len(topology.workers))
+
+
+def create_catalog_on_worker(conn: psycopg.Connection, catalog: CatalogSchema, chunk_order: int) -> None:
+    """Create a catalog's parent tables on one worker and record them, in the caller's transaction."""
+    for statement in catalog_ddl(catalog):
+        conn.execute(statement)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO dms_worker.deployed_table (schema_name, table_name, kind, chunk_order) "
+            "VALUES (%s, %s, %s, %s)",
+            [(catalog.name, t.name, t.kind.value, chunk_order if t.is_partitioned else None) for t in catalog.tables],
+        )
 
 
 def _register_on_coordinator(

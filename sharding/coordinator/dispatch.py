@@ -53,7 +53,7 @@ from types import TracebackType
 import psycopg
 
 from dms_db.errors import NotFoundError
-from dms_db.topology import Topology
+from dms_db.topology import NodeSpec, Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.execution import Execution, Query, ResultColumnType, Sink, WorkPlan
 from sharding.coordinator.failures import (
@@ -130,6 +130,10 @@ class Dispatcher:
 
     async def open(self) -> None:
         """Nothing to do eagerly: each node's pool opens on first use, so a down node costs nothing."""
+
+    def add_workers(self, workers: Sequence[NodeSpec]) -> None:
+        """Serve workers registered since this dispatcher was made (``cluster add-worker``) too."""
+        self.topology = self._pools.add_workers(workers)
 
     async def close(self) -> None:
         """Let attempts that are ending their transactions finish, then close every pool."""

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from adql import ResultColumn, TranslatedQuery, translate
-from dms_db.topology import Topology
+from dms_db.topology import NodeRole, NodeSpec, Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
 from sharding.coordinator.dispatch import Dispatcher
@@ -40,6 +40,7 @@ __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
 TRANSLATION_CACHE_SIZE = 512
 METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
+ACTIVE_WORKERS_QUERY = "SELECT name, dsn FROM dms.node WHERE state = 'active' ORDER BY node_id"
 COORDINATOR_BATCH_ROWS = 5000
 #: Batches a synchronous reader may be behind the async side (each up to the dispatcher's batch size).
 SYNC_BATCHES_AHEAD = 4
@@ -145,6 +146,8 @@ class QueryEngine:
         if epoch != self._metadata_epoch:
             self.refresh()
             self._metadata_epoch = epoch
+            registered = await self.dispatcher.coordinator_rows(ACTIVE_WORKERS_QUERY)
+            self.dispatcher.add_workers([NodeSpec(name, NodeRole.WORKER, dsn) for name, dsn in registered])
 
     def catalog(self) -> ClusterCatalog:
         """The deployed catalogs, read from the coordinator on first use."""

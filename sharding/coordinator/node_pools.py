@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -203,6 +203,11 @@ class NodePools:
         self, topology: Topology, *, max_size: int, connect_timeout_s: float = 10.0, acquire_timeout_s: float = 30.0
     ) -> None:
         self.topology = topology
+        self._max_size, self._connect_timeout_s, self._acquire_timeout_s = (
+            max_size,
+            connect_timeout_s,
+            acquire_timeout_s,
+        )
         self._pools = {
             node.name: NodePool(
                 node,
@@ -227,6 +232,20 @@ class NodePools:
             reset_sessions=False,
             application_name=LOOKUP_APPLICATION_NAME,
         )
+
+    def add_workers(self, workers: Sequence[NodeSpec]) -> Topology:
+        """Pools for workers registered after this object was made (opened on first use); the new topology."""
+        added = tuple(w for w in workers if w.name not in self._pools)
+        for worker in added:
+            self._pools[worker.name] = NodePool(
+                worker,
+                max_size=self._max_size,
+                connect_timeout_s=self._connect_timeout_s,
+                acquire_timeout_s=self._acquire_timeout_s,
+                reset_sessions=False,
+            )
+        self.topology = self.topology.with_workers(added)
+        return self.topology
 
     def __getitem__(self, name: str) -> NodePool:
         return self._pools[name]

@@ -13,12 +13,17 @@ import pytest
 
 from dms_db import cluster as cluster_service
 from dms_db import migration_support
+from dms_db.catalog_schema import load_catalog_schema, shipped_schema_path
+from dms_db.catalog_service import deploy_schema_file
 from dms_db.config import DmsConfig, LocalClusterConfig
 from dms_db.errors import AlreadyExistsError, SetupError
 from dms_db.local_cluster import LocalCluster
 from dms_db.ports import free_port_block
 from dms_db.postgres_server import PostgresServer, ServerSettings, check_pgsphere_installed, find_server_binaries
 from dms_db.service_account import resolve_service_account
+from loaders.bulk_load import load_inputs
+from loaders.simulate import SimulationConfig, simulate_survey
+from sharding.coordinator import QueryEngine
 from sharding.placement import place_chunks
 from tests.harness import DatabaseCluster, TestServer, local_cluster_config
 
@@ -65,6 +70,39 @@ def test_add_worker_registers_migrates_and_receives_chunks(
     assert any(r.nodes == ("worker-3",) for r in placed.values())
     with pytest.raises(AlreadyExistsError):
         cluster_service.add_worker(cluster.config, new_dsn)
+    pg_server.drop_database(new_dsn)
+
+
+def test_a_worker_added_after_deploys_and_loads_gets_the_catalogs_and_serves_new_chunks(
+    make_cluster: Callable[..., DatabaseCluster], pg_server: TestServer
+) -> None:
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=6)
+    survey = simulate_survey(SimulationConfig(seed=5, n_objects=200, n_visits=4, radius_deg=0.5)).tables
+    for table in ("apdb.DiaObject", "apdb.SSObject"):
+        load_inputs(cluster.topology, table, [survey[table]])
+    solar_system = sorted(int(i) for i in survey["apdb.SSObject"]["ssObjectId"])
+    with QueryEngine(cluster.topology) as engine:  # a service started before the worker is added
+        with engine.query("SELECT COUNT(diaObjectId) AS n FROM apdb.DiaObject WHERE dec < 90") as result:
+            assert list(result) == [(len(survey["apdb.DiaObject"]),)]
+        new_dsn = pg_server.create_database()
+        cluster_service.add_worker(cluster.config, new_dsn)
+        with psycopg.connect(new_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM dms_worker.deployed_table WHERE schema_name = 'apdb'").fetchone()[
+                0
+            ] == len(load_catalog_schema(shipped_schema_path("apdb")).tables)
+            assert [r[0] for r in conn.execute('SELECT "ssObjectId" FROM apdb."SSObject" ORDER BY 1')] == solar_system
+        # A load into new sky places chunks on the new worker too.
+        topology = cluster_service.resolve_topology(cluster.config)
+        wide = simulate_survey(
+            SimulationConfig(seed=6, n_objects=4000, n_visits=4, radius_deg=3.0, ra_center=200.0, variable_fraction=0.6)
+        ).tables["apdb.DiaObject"]
+        wide["diaObjectId"] += 10**15
+        load_inputs(topology, "apdb.DiaObject", [wide])
+        with psycopg.connect(new_dsn) as conn:
+            assert conn.execute('SELECT count(*) FROM apdb."DiaObject"').fetchone()[0] > 0
+        with engine.query("SELECT COUNT(diaObjectId) AS n FROM apdb.DiaObject WHERE dec < 90") as result:
+            assert list(result) == [(len(survey["apdb.DiaObject"]) + len(wide),)]
     pg_server.drop_database(new_dsn)
 
 
