@@ -122,9 +122,8 @@ def add_worker(config: DmsConfig, dsn: str, name: str | None = None) -> NodeSpec
         catch_up_worker(topology, worker)
     except psycopg.Error as exc:
         raise UserError(
-            f"cannot create the cluster's catalogs on the new worker ({worker.safe_address}): "
-            f"{str(exc).splitlines()[0]}",
-            hint="nothing was registered; fix the cause and run add-worker again",
+            f"cannot copy the cluster's catalogs to the new worker ({worker.safe_address}): {str(exc).splitlines()[0]}",
+            hint="nothing was registered; check the workers with 'dms-db cluster status' and run add-worker again",
         ) from None
     register_nodes(Topology(topology.coordinator, (worker,)))
     return worker

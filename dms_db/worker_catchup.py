@@ -9,8 +9,8 @@ and the rows of every replicated table are copied to it from a current worker
 catch-up leaves nothing behind, and running it again finishes the job
 (catalogs a committed earlier run created are skipped).
 
-Loads of replicated tables that run meanwhile reach only the workers
-registered when they started, so add workers while no such load runs.
+Deploys and loads of replicated tables that run meanwhile reach only the
+workers registered when they started, so add workers while none runs.
 """
 
 from __future__ import annotations
