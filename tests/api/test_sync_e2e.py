@@ -477,3 +477,39 @@ def test_client_disconnect_mid_stream_is_logged_as_aborted(tap_url: str, tap_clu
     logged = log_row(tap_cluster.cluster.coordinator_dsn, query, timeout_s=10)
     assert logged["outcome"] == "aborted", logged
     assert logged["rows"] is not None and logged["rows"] < n_rows, logged
+
+
+def test_a_running_service_answers_over_rows_loaded_into_new_chunks_after_it_started(
+    make_cluster: Callable[..., Any],
+) -> None:
+    """A nightly load into sky the cluster had no chunk of is in the answers of a service already running."""
+    from dms_db.catalog_service import deploy_schema_file
+    from dms_db.config import ServiceConfig
+    from loaders.bulk_load import load_inputs
+    from loaders.simulate import SimulationConfig, simulate_survey
+    from tests.api.server import running_service
+    from tests.harness import make_scratch_dir
+
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=6)
+
+    def objects(ra_center: float, seed: int, id_offset: int) -> pd.DataFrame:
+        survey = simulate_survey(
+            SimulationConfig(seed=seed, n_objects=200, n_visits=4, radius_deg=0.5, ra_center=ra_center)
+        )
+        frame = survey.tables["apdb.DiaObject"].copy()
+        frame["diaObjectId"] += id_offset
+        return frame
+
+    first, second = objects(60.0, 5, 0), objects(200.0, 6, 10**15)
+    load_inputs(cluster.topology, "apdb.DiaObject", [first])
+    config = cluster.config.model_copy(update={"service": ServiceConfig(results_dir=make_scratch_dir("dms-db-tap-"))})
+    with running_service(config, cluster.topology) as url:
+        service = pyvo.dal.TAPService(url)
+        listed = "SELECT diaObjectId FROM apdb.DiaObject"
+        assert sorted(service.search(listed).to_table()["diaObjectId"]) == sorted(first["diaObjectId"])
+        load_inputs(cluster.topology, "apdb.DiaObject", [second])
+        new_sky = f"{listed} WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE(200, -30, 1))"  # only the new chunks
+        assert sorted(service.search(new_sky).to_table()["diaObjectId"]) == sorted(second["diaObjectId"])
+        after = sorted(service.search(listed).to_table()["diaObjectId"])
+        assert after == sorted([*first["diaObjectId"], *second["diaObjectId"]])
