@@ -18,7 +18,9 @@ a long-running service answers over the cluster as it is now.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Any
 import psycopg
 
 from adql import ResultColumn, TranslatedQuery, translate
+from dms_db.errors import NodeUnavailableError
 from dms_db.topology import NodeRole, NodeSpec, Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
@@ -38,8 +41,12 @@ from sharding.coordinator.uploads import UploadedTable, upload_table_info
 
 __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
+log = logging.getLogger(__name__)
+
 TRANSLATION_CACHE_SIZE = 512
 METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
+#: After the coordinator failed an epoch read, queries use the cached metadata this long before trying again.
+EPOCH_RETRY_AFTER_S = 5.0
 ACTIVE_WORKERS_QUERY = "SELECT name, dsn FROM dms.node WHERE state = 'active' ORDER BY node_id"
 COORDINATOR_BATCH_ROWS = 5000
 #: Batches a synchronous reader may be behind the async side (each up to the dispatcher's batch size).
@@ -125,6 +132,7 @@ class QueryEngine:
         self._translations: dict[tuple[str, int | None], TranslatedQuery] = {}
         self.level_shapes = LevelShapeCache(TRANSLATION_CACHE_SIZE)
         self._metadata_epoch: int | None = None  # the coordinator's epoch when the caches were last emptied
+        self._epoch_unreadable_until = 0.0  # monotonic time before which the epoch is not read again
 
     # ------------------------------------------------------------ metadata
 
@@ -141,7 +149,20 @@ class QueryEngine:
         The epoch is read before anything is read into the emptied caches, so
         whatever they hold afterwards is at least as new as the epoch recorded.
         """
-        rows = await self.dispatcher.coordinator_rows(METADATA_EPOCH_QUERY)
+        warm = self._metadata_epoch is not None
+        if warm and time.monotonic() < self._epoch_unreadable_until:
+            return  # the coordinator failed a moment ago: do not make every query wait for it
+        try:
+            rows = await self.dispatcher.coordinator_rows(METADATA_EPOCH_QUERY)
+        except NodeUnavailableError as exc:
+            if not warm:
+                raise
+            # Queries that need only the workers go on with what was read before: while the
+            # coordinator is down no load or deploy can commit, so it is at most as stale as
+            # the changes committed just before the outage.
+            self._epoch_unreadable_until = time.monotonic() + EPOCH_RETRY_AFTER_S
+            log.warning("answering from cached metadata for %.0f s: %s", EPOCH_RETRY_AFTER_S, exc.message)
+            return
         epoch = int(rows[0][0])
         if epoch != self._metadata_epoch:
             self.refresh()

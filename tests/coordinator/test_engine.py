@@ -13,6 +13,7 @@ from dms_db.topology import Topology
 from loaders.bulk_load import load_inputs
 from loaders.simulate import SimulationConfig, simulate_survey
 from sharding.coordinator import QueryEngine
+from sharding.coordinator.engine import METADATA_EPOCH_QUERY
 from tests.harness import DatabaseCluster
 
 
@@ -187,17 +188,36 @@ def test_a_pooled_worker_connection_that_died_is_replaced_without_failing_the_qu
 def test_an_unreachable_coordinator_is_a_clear_error_for_look_ups_and_merges(
     make_cluster: Callable[..., DatabaseCluster],
 ) -> None:
-    """The coordinator serves the catalog, director look-ups and merges; unreachable, it is a clear error."""
+    """The coordinator serves the catalog, director look-ups and merges; unreachable, it is a clear error.
+
+    A query that needs only the workers is still answered from the metadata read before.
+    """
     from dms_db.errors import DmsError
 
     cluster = make_cluster(1)
     objects = _loaded_survey(cluster, seed=8)["apdb.DiaObject"]
     object_id = int(objects["diaObjectId"].iloc[0])
     dead_coordinator = replace(cluster.topology.coordinator, dsn="host=127.0.0.1 port=1 dbname=x connect_timeout=2")
+    cone = "SELECT diaObjectId FROM apdb.DiaObject WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE(60, -30, 2))"
     with QueryEngine(cluster.topology) as reachable:
-        catalog = reachable.catalog()
+        with reachable.query(cone) as result:
+            in_cone = sorted(result)
+        warm = (reachable._catalog, reachable._chunk_maps, reachable._metadata_epoch)
+    assert in_cone
     with QueryEngine(Topology(dead_coordinator, cluster.topology.workers)) as engine:
-        engine._catalog = catalog  # read before the coordinator went away
+        # What the engine had read before the coordinator went away.
+        engine._catalog, engine._chunk_maps, engine._metadata_epoch = warm
+        with engine.query(cone) as result:  # needs the workers alone: answered from what was read
+            assert sorted(result) == in_cone
+        asked = engine.dispatcher.coordinator_rows
+
+        async def not_again(query: object, params: object = ()) -> list[tuple]:
+            assert query != METADATA_EPOCH_QUERY, "the failed coordinator was asked again at once"
+            return await asked(query, params)
+
+        engine.dispatcher.coordinator_rows = not_again  # type: ignore[method-assign]
+        with engine.query(cone) as result:
+            assert sorted(result) == in_cone
         for query in (
             f"SELECT ra FROM apdb.DiaObject WHERE diaObjectId = {object_id}",  # director index look-up
             "SELECT COUNT(diaObjectId) AS n FROM apdb.DiaObject",  # merge in a coordinator session
