@@ -279,7 +279,7 @@ def cluster_add_worker(
     name: Annotated[str | None, typer.Option(help="Node name (default: worker-N).")] = None,
 ) -> None:
     """Add an existing PostgreSQL database as a worker: migrate it, create the deployed catalogs, copy
-    replicated tables, then register it (run it while no deploy or load of a replicated table runs)."""
+    replicated tables, then register it (refused while a load or deploy runs)."""
     try:
         worker = cluster_service.add_worker(_config(), dsn, name)
     except DmsError as exc:

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from dms_db import migration_support
 from dms_db.config import DmsConfig, load_config
-from dms_db.errors import AlreadyExistsError, NodeUnavailableError, UserError
+from dms_db.distributed_transaction import WORKER_SET_LOCK
+from dms_db.errors import AlreadyExistsError, ClusterError, NodeUnavailableError, UserError
 from dms_db.local_cluster import LocalCluster
 from dms_db.metadata import node as node_table
 from dms_db.metadata import node_identity
@@ -118,14 +119,22 @@ def add_worker(config: DmsConfig, dsn: str, name: str | None = None) -> NodeSpec
             hint="check the DSN, and that pgSphere is installed on that server",
         ) from None
     migration_support.upgrade(Topology(topology.coordinator, (worker,)))
-    try:
-        catch_up_worker(topology, worker)
-    except psycopg.Error as exc:
-        raise UserError(
-            f"cannot copy the cluster's catalogs to the new worker ({worker.safe_address}): {str(exc).splitlines()[0]}",
-            hint="nothing was registered; check the workers with 'dms-db cluster status' and run add-worker again",
-        ) from None
-    register_nodes(Topology(topology.coordinator, (worker,)))
+    with psycopg.connect(topology.coordinator.dsn) as guard:
+        # Held until the worker is registered: no load or deploy runs meanwhile (each holds it shared).
+        if not guard.execute("SELECT pg_try_advisory_xact_lock(%s)", (WORKER_SET_LOCK,)).fetchone()[0]:
+            raise ClusterError(
+                "a load or deploy is running; the new worker would miss its changes",
+                hint="run add-worker again when it has finished",
+            )
+        try:
+            catch_up_worker(topology, worker)
+        except psycopg.Error as exc:
+            raise UserError(
+                f"cannot copy the cluster's catalogs to the new worker ({worker.safe_address}): "
+                f"{str(exc).splitlines()[0]}",
+                hint="nothing was registered; check the workers with 'dms-db cluster status' and run add-worker again",
+            ) from None
+        register_nodes(Topology(topology.coordinator, (worker,)))
     return worker
 
 

@@ -21,11 +21,14 @@ import psycopg
 from psycopg import sql
 
 from dms_db import fault_points
-from dms_db.errors import NodeUnavailableError
+from dms_db.errors import ClusterError, NodeUnavailableError
 from dms_db.topology import NodeSpec, Topology
 
 log = logging.getLogger(__name__)
 GID_PREFIX = "dms:"
+#: Advisory lock on the coordinator guarding the set of workers: every distributed transaction
+#: holds it shared until its decision commits; ``cluster add-worker`` takes it exclusively.
+WORKER_SET_LOCK = 0x646D735F776B7273  # "dms_wkrs"
 
 
 def new_gid(purpose: str) -> str:
@@ -90,6 +93,7 @@ def distributed_transaction(
             # Open the transaction now: psycopg's conn.transaction() blocks used by callers
             # (COPY, partition creation) then nest as savepoints instead of committing alone.
             conn.execute("SELECT 1")
+        _hold_worker_set(coordinator, topology, purpose)
         txn = DistributedTransaction(gid, purpose, coordinator, workers)
         try:
             yield txn
@@ -118,6 +122,26 @@ def distributed_transaction(
                 _finish_prepared(conn, participant_gid(gid, name), commit=True)
             except psycopg.Error:
                 log.warning("commit of %s on %s deferred to recovery", gid, name)
+
+
+def _hold_worker_set(coordinator: psycopg.Connection, topology: Topology, purpose: str) -> None:
+    """Keep the set of workers fixed until the decision commits, and check this change reaches all of them.
+
+    A worker registered after the caller read its topology would miss this
+    change, or be given chunks (placement reads the registered workers) that
+    no connection here can write: the change is refused before anything is done.
+    """
+    coordinator.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WORKER_SET_LOCK,))
+    registered = {
+        name for (name,) in coordinator.execute("SELECT name FROM dms.node WHERE role = 'worker' AND state = 'active'")
+    }
+    unknown = sorted(registered - {w.name for w in topology.workers})
+    if unknown:
+        raise ClusterError(
+            f"workers were added since this {purpose} read the cluster's topology: {', '.join(unknown)}; "
+            "nothing was changed",
+            hint="run it again",
+        )
 
 
 def _finish_prepared(conn: psycopg.Connection, gid: str, commit: bool) -> None:

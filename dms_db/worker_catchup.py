@@ -9,8 +9,11 @@ and the rows of every replicated table are copied to it from a current worker
 catch-up leaves nothing behind, and running it again finishes the job
 (catalogs a committed earlier run created are skipped).
 
-Deploys and loads of replicated tables that run meanwhile reach only the
-workers registered when they started, so add workers while none runs.
+No load or deploy runs meanwhile: ``add-worker`` holds the coordinator's
+worker-set lock (:data:`dms_db.distributed_transaction.WORKER_SET_LOCK`)
+exclusively from before the catch-up until the registration, and every
+distributed transaction holds it shared and checks that it reaches every
+registered worker.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from psycopg import sql
 
 from dms_db.catalog_schema import CatalogSchema, TableKind, load_catalog_schema
 from dms_db.deploy import create_catalog_on_worker
+from dms_db.distributed_transaction import GID_PREFIX
+from dms_db.errors import ClusterError
 from dms_db.topology import NodeSpec, Topology
 
 
@@ -60,9 +65,23 @@ def catch_up_worker(topology: Topology, worker: NodeSpec) -> CatchUpReport:
                 # Every table read from one snapshot.
                 origin.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 origin.read_only = True
+                _refuse_if_finishing(origin, source)
                 for schema_name, table_name in replicated:
                     copied += copy_rows(origin, target, schema_name, table_name)
     return CatchUpReport(tuple(created), copied)
+
+
+def _refuse_if_finishing(origin: psycopg.Connection, source: NodeSpec) -> None:
+    """A change decided but not yet committed on the source would be missing from the copy."""
+    pending = origin.execute(
+        "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE %s AND database = current_database()",
+        (f"{GID_PREFIX}%",),
+    ).fetchone()[0]
+    if pending:
+        raise ClusterError(
+            f"{pending} distributed transaction(s) are still being committed on {source.name}",
+            hint="run 'dms-db recover', then add-worker again",
+        )
 
 
 def copy_rows(origin: psycopg.Connection, target: psycopg.Connection, schema_name: str, table_name: str) -> int:

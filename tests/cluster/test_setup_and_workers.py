@@ -16,7 +16,8 @@ from dms_db import migration_support
 from dms_db.catalog_schema import load_catalog_schema, shipped_schema_path
 from dms_db.catalog_service import deploy_schema_file
 from dms_db.config import DmsConfig, LocalClusterConfig
-from dms_db.errors import AlreadyExistsError, SetupError
+from dms_db.distributed_transaction import distributed_transaction
+from dms_db.errors import AlreadyExistsError, ClusterError, SetupError
 from dms_db.local_cluster import LocalCluster
 from dms_db.ports import free_port_block
 from dms_db.postgres_server import PostgresServer, ServerSettings, check_pgsphere_installed, find_server_binaries
@@ -93,16 +94,43 @@ def test_a_worker_added_after_deploys_and_loads_gets_the_catalogs_and_serves_new
             ] == len(load_catalog_schema(shipped_schema_path("apdb")).tables)
             assert [r[0] for r in conn.execute('SELECT "ssObjectId" FROM apdb."SSObject" ORDER BY 1')] == solar_system
         # A load into new sky places chunks on the new worker too.
-        topology = cluster_service.resolve_topology(cluster.config)
         wide = simulate_survey(
             SimulationConfig(seed=6, n_objects=4000, n_visits=4, radius_deg=3.0, ra_center=200.0, variable_fraction=0.6)
         ).tables["apdb.DiaObject"]
         wide["diaObjectId"] += 10**15
+        # A load that read the topology before the worker was added is refused, with nothing written.
+        with pytest.raises(ClusterError, match=r"workers were added .*worker-3"):
+            load_inputs(cluster.topology, "apdb.DiaObject", [wide])
+        topology = cluster_service.resolve_topology(cluster.config)
         load_inputs(topology, "apdb.DiaObject", [wide])
         with psycopg.connect(new_dsn) as conn:
             assert conn.execute('SELECT count(*) FROM apdb."DiaObject"').fetchone()[0] > 0
         with engine.query("SELECT COUNT(diaObjectId) AS n FROM apdb.DiaObject WHERE dec < 90") as result:
             assert list(result) == [(len(survey["apdb.DiaObject"]) + len(wide),)]
+    pg_server.drop_database(new_dsn)
+
+
+def test_add_worker_waits_for_no_load_and_no_unfinished_commit(
+    make_cluster: Callable[..., DatabaseCluster], pg_server: TestServer
+) -> None:
+    """While a distributed transaction runs or is still committing, the new worker would miss its rows."""
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=6)
+    new_dsn = pg_server.create_database()
+    with distributed_transaction(cluster.topology, "load"), pytest.raises(ClusterError, match="load or deploy"):
+        cluster_service.add_worker(cluster.config, new_dsn)
+    source = cluster.topology.workers[0]
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute("CREATE TABLE public.unfinished (x int)")
+        conn.execute("PREPARE TRANSACTION 'dms:load:test-unfinished@worker-1'")
+        try:
+            with pytest.raises(ClusterError, match="dms-db recover"):
+                cluster_service.add_worker(cluster.config, new_dsn)
+        finally:
+            conn.execute("ROLLBACK PREPARED 'dms:load:test-unfinished@worker-1'")
+    assert [w.name for w in cluster_service.resolve_topology(cluster.config).workers] == ["worker-1", "worker-2"]
+    assert cluster_service.add_worker(cluster.config, new_dsn).name == "worker-3"  # nothing left in the way
     pg_server.drop_database(new_dsn)
 
 
