@@ -22,6 +22,7 @@ from psycopg import sql
 
 from dms_db import fault_points
 from dms_db.errors import ClusterError, NodeUnavailableError
+from dms_db.metadata import ACTIVE_WORKERS_SQL
 from dms_db.topology import NodeSpec, Topology
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,7 @@ def _hold_worker_set(coordinator: psycopg.Connection, topology: Topology, purpos
     no connection here can write: the change is refused before anything is done.
     """
     coordinator.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WORKER_SET_LOCK,))
-    registered = {
-        name for (name,) in coordinator.execute("SELECT name FROM dms.node WHERE role = 'worker' AND state = 'active'")
-    }
+    registered = {name for name, _dsn, _node_id in coordinator.execute(ACTIVE_WORKERS_SQL)}
     unknown = sorted(registered - {w.name for w in topology.workers})
     if unknown:
         raise ClusterError(

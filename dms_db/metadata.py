@@ -91,6 +91,11 @@ node = Table(
     schema=COORDINATOR_SCHEMA,
 )
 
+ACTIVE_WORKERS_SQL = (
+    "SELECT name, dsn, node_id FROM dms.node WHERE role = 'worker' AND state = 'active' ORDER BY node_id"
+)
+"""(name, DSN, node id) of the workers that take part in loads, deploys, placement and queries."""
+
 catalog = Table(
     "catalog",
     coordinator_metadata,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import psycopg
 
 from dms_db.errors import ConfigError
+from dms_db.metadata import ACTIVE_WORKERS_SQL
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,7 @@ def place_chunks(
     missing = [c for c in wanted if c not in placed]
     if not missing:
         return placed
-    workers = dict(
-        conn.execute("SELECT name, node_id FROM dms.node WHERE role = 'worker' AND state = 'active'").fetchall()
-    )
+    workers = {name: node_id for name, _dsn, node_id in conn.execute(ACTIVE_WORKERS_SQL)}
     loads = {name: 0 for name in workers}
     for name, count in conn.execute(
         "SELECT n.name, count(*) FROM dms.chunk_placement p JOIN dms.node n USING (node_id) "

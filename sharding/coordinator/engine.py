@@ -30,6 +30,7 @@ import psycopg
 
 from adql import ResultColumn, TranslatedQuery, translate
 from dms_db.errors import NodeUnavailableError
+from dms_db.metadata import ACTIVE_WORKERS_SQL
 from dms_db.topology import NodeRole, NodeSpec, Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
@@ -47,7 +48,6 @@ TRANSLATION_CACHE_SIZE = 512
 METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
 #: After the coordinator failed an epoch read, queries use the cached metadata this long before trying again.
 EPOCH_RETRY_AFTER_S = 5.0
-ACTIVE_WORKERS_QUERY = "SELECT name, dsn FROM dms.node WHERE state = 'active' ORDER BY node_id"
 COORDINATOR_BATCH_ROWS = 5000
 #: Batches a synchronous reader may be behind the async side (each up to the dispatcher's batch size).
 SYNC_BATCHES_AHEAD = 4
@@ -167,8 +167,8 @@ class QueryEngine:
         if epoch != self._metadata_epoch:
             self.refresh()
             self._metadata_epoch = epoch
-            registered = await self.dispatcher.coordinator_rows(ACTIVE_WORKERS_QUERY)
-            self.dispatcher.add_workers([NodeSpec(name, NodeRole.WORKER, dsn) for name, dsn in registered])
+            registered = await self.dispatcher.coordinator_rows(ACTIVE_WORKERS_SQL)
+            self.dispatcher.add_workers([NodeSpec(name, NodeRole.WORKER, dsn) for name, dsn, _ in registered])
 
     def catalog(self) -> ClusterCatalog:
         """The deployed catalogs, read from the coordinator on first use."""
