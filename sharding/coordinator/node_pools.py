@@ -203,47 +203,38 @@ class NodePools:
         self, topology: Topology, *, max_size: int, connect_timeout_s: float = 10.0, acquire_timeout_s: float = 30.0
     ) -> None:
         self.topology = topology
-        self._max_size, self._connect_timeout_s, self._acquire_timeout_s = (
-            max_size,
-            connect_timeout_s,
-            acquire_timeout_s,
-        )
+        self._max_size = max_size
+        self._connect_timeout_s = connect_timeout_s
+        self._acquire_timeout_s = acquire_timeout_s
+        # Worker sessions only ever run BEGIN READ ONLY ... ROLLBACK with SET LOCAL
+        # (execution.py), so they keep no state to discard, and psycopg_pool rolls
+        # back or drops a connection returned inside a transaction.  The
+        # coordinator's sessions hold temp tables and settings: they are reset.
         self._pools = {
-            node.name: NodePool(
-                node,
-                max_size=max_size,
-                connect_timeout_s=connect_timeout_s,
-                acquire_timeout_s=acquire_timeout_s,
-                # Worker sessions only ever run BEGIN READ ONLY ... ROLLBACK with SET LOCAL
-                # (execution.py), so they keep no state to discard, and psycopg_pool rolls
-                # back or drops a connection returned inside a transaction.  The
-                # coordinator's sessions hold temp tables and settings: they are reset.
-                reset_sessions=node.name == topology.coordinator.name,
-            )
+            node.name: self._new_pool(node, reset_sessions=node.name == topology.coordinator.name)
             for node in topology.nodes
         }
         # Single read-only statements on the coordinator (director index look-ups) leave no
         # session state, so their connections skip the reset query sessions need.
-        self._coordinator_lookups = NodePool(
-            topology.coordinator,
-            max_size=max_size,
-            connect_timeout_s=connect_timeout_s,
-            acquire_timeout_s=acquire_timeout_s,
-            reset_sessions=False,
-            application_name=LOOKUP_APPLICATION_NAME,
+        self._coordinator_lookups = self._new_pool(
+            topology.coordinator, reset_sessions=False, application_name=LOOKUP_APPLICATION_NAME
+        )
+
+    def _new_pool(self, node: NodeSpec, *, reset_sessions: bool, application_name: str = APPLICATION_NAME) -> NodePool:
+        return NodePool(
+            node,
+            max_size=self._max_size,
+            connect_timeout_s=self._connect_timeout_s,
+            acquire_timeout_s=self._acquire_timeout_s,
+            reset_sessions=reset_sessions,
+            application_name=application_name,
         )
 
     def add_workers(self, workers: Sequence[NodeSpec]) -> Topology:
         """Pools for workers registered after this object was made (opened on first use); the new topology."""
         added = tuple(w for w in workers if w.name not in self._pools)
         for worker in added:
-            self._pools[worker.name] = NodePool(
-                worker,
-                max_size=self._max_size,
-                connect_timeout_s=self._connect_timeout_s,
-                acquire_timeout_s=self._acquire_timeout_s,
-                reset_sessions=False,
-            )
+            self._pools[worker.name] = self._new_pool(worker, reset_sessions=False)
         self.topology = self.topology.with_workers(added)
         return self.topology
 
