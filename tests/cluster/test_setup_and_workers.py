@@ -22,6 +22,7 @@ from dms_db.local_cluster import LocalCluster
 from dms_db.ports import free_port_block
 from dms_db.postgres_server import PostgresServer, ServerSettings, check_pgsphere_installed, find_server_binaries
 from dms_db.service_account import resolve_service_account
+from dms_db.worker_catchup import CatchUpReport, catch_up_worker
 from loaders.bulk_load import load_inputs
 from loaders.simulate import SimulationConfig, simulate_survey
 from sharding.coordinator import QueryEngine
@@ -130,7 +131,12 @@ def test_add_worker_waits_for_no_load_and_no_unfinished_commit(
         finally:
             conn.execute("ROLLBACK PREPARED 'dms:load:test-unfinished@worker-1'")
     assert [w.name for w in cluster_service.resolve_topology(cluster.config).workers] == ["worker-1", "worker-2"]
-    assert cluster_service.add_worker(cluster.config, new_dsn).name == "worker-3"  # nothing left in the way
+    with psycopg.connect(new_dsn) as conn:  # the refused catch-up left nothing behind
+        assert conn.execute("SELECT count(*) FROM dms_worker.deployed_table").fetchone()[0] == 0
+    worker = cluster_service.add_worker(cluster.config, new_dsn)  # nothing left in the way
+    assert worker.name == "worker-3"
+    # Run again (as after a registration that failed), the catch-up skips what it committed.
+    assert catch_up_worker(cluster.topology, worker) == CatchUpReport((), 0)
     pg_server.drop_database(new_dsn)
 
 
