@@ -2,12 +2,12 @@
 
 One command::
 
-    .venv/bin/python -m bench.ingest.run [--rows 5000000] [--workers 4] [--profile]
+    .venv/bin/python -m bench.ingest.run [--rows 5000000] [--workers 4] [--repeats 3] [--profile]
 
-It starts a private local cluster (fsync off) in a temporary directory, deploys ``apdb`` with a
-chunk order giving about 10^5 DiaSources per chunk, simulates a survey (in a child process, so
-that the simulator's memory does not count as the loader's), loads the DiaObjects (timed
-separately), writes the DiaSources to Parquet, then times in the same run:
+It starts a private local cluster (fsync off) in a temporary directory, simulates a survey (in a
+child process, so that the simulator's memory does not count as the loader's) and writes it to
+Parquet, picks a chunk order giving about 10^5 DiaSources per chunk, then ``--repeats`` times
+deploys ``apdb`` under a name of its own, loads its DiaObjects, and times, alternating:
 
 * ``loaders.bulk_load.load_inputs(topology, "apdb.DiaSource", [parquet])``: the real loader
   (read Parquet, conform, key checks, director look-up, partition, COPY to the workers, 2PC);
@@ -15,7 +15,8 @@ separately), writes the DiaSources to Parquet, then times in the same run:
   psycopg in one ``COPY ... FROM STDIN (FORMAT BINARY)`` into one unindexed plain table on the
   coordinator's server (schema ``bench_baseline``) - what one PostgreSQL server ingests.
 
-Figures are printed and written to ``bench/results/ingest.json``; ``--profile`` also runs the
+The ratio is that of the medians of both sides' runs (the ratio of their best runs is printed
+too). Figures are printed and written to ``bench/results/ingest.json``; ``--profile`` also runs the
 loader phase under cProfile and prints the top functions (``bench/results/ingest-loader.prof``).
 The cluster is stopped and its directory deleted at the end, whatever happens.
 """
@@ -330,8 +331,8 @@ def load_phase(topology, target: str, path: Path, profile_path: Path | None) -> 
     }
 
 
-def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False, settle=lambda: 0.0) -> dict:
-    """Raw binary COPY of the same (conformed, pre-encoded) rows into one plain table.
+def baseline_phase(dsn: str, path: Path, indexed: bool = False) -> dict:
+    """One raw binary COPY of the same (conformed, pre-encoded) rows into one plain table.
 
     Unindexed, or with ``indexed`` the indexes each loader partition has (unique diaSourceId,
     diaObjectId B-tree; not the healpix_index B-tree, since the plain table has no such column),
@@ -371,8 +372,6 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False, se
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         target, sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     )
-    times = []
-    loads = []
     with psycopg.connect(dsn) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BASELINE_SCHEMA)))
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
@@ -381,29 +380,25 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False, se
             conn.execute(sql.SQL('CREATE UNIQUE INDEX ON {} ("diaSourceId")').format(target))
             conn.execute(sql.SQL('CREATE INDEX ON {} ("diaObjectId")').format(target))
         conn.commit()
-        for _ in range(repeats):
-            settle()  # the previous COPY's autovacuum must not overlap this one
-            with Sampler() as sampler:
-                start = time.perf_counter()
-                # TRUNCATE in the COPY's transaction: with wal_level = minimal the COPY then
-                # skips the write-ahead log, as the loader's new partitions do.
-                conn.execute(sql.SQL("TRUNCATE {}").format(target))
-                with conn.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
-                    copy.write(COPY_HEADER)
-                    for piece in pieces:
-                        copy.write(piece)
-                    copy.write(COPY_TRAILER)
-                conn.commit()
-                times.append(time.perf_counter() - start)
-            loads += sampler.loads
-            loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
-            if loaded != rows:
-                raise RuntimeError(f"baseline loaded {loaded} rows, expected {rows}")
+        with Sampler() as sampler:
+            start = time.perf_counter()
+            # TRUNCATE in the COPY's transaction: with wal_level = minimal the COPY then
+            # skips the write-ahead log, as the loader's new partitions do.
+            conn.execute(sql.SQL("TRUNCATE {}").format(target))
+            with conn.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+                copy.write(COPY_HEADER)
+                for piece in pieces:
+                    copy.write(piece)
+                copy.write(COPY_TRAILER)
+            conn.commit()
+            seconds = time.perf_counter() - start
+        loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
+        if loaded != rows:
+            raise RuntimeError(f"baseline loaded {loaded} rows, expected {rows}")
         table_bytes = conn.execute("SELECT pg_total_relation_size(%s::regclass)", (f'{BASELINE_SCHEMA}."DiaSource"',))
         table_bytes = table_bytes.fetchone()[0]
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(BASELINE_SCHEMA)))
         conn.commit()
-    best = min(times)
     return {
         "rows": rows,
         "columns": len(columns),
@@ -412,11 +407,9 @@ def baseline_phase(dsn: str, path: Path, repeats: int, indexed: bool = False, se
         "table_bytes": table_bytes,
         "encode_seconds": encode_seconds,
         "encode_rows_per_s": rows / encode_seconds,
-        "copy_seconds_each": times,
-        "seconds": best,
-        "rows_per_s": rows / best,
-        "median_seconds": statistics.median(times),
-        "load_avg_1min_max": max(loads, default=os.getloadavg()[0]),
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "load_avg_1min_max": max(sampler.loads, default=os.getloadavg()[0]),
         "in_memory_arrow_bytes": conformed.nbytes,
     }
 
@@ -439,7 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=5_000_000, help="DiaSource rows to load (default 5 000 000)")
     parser.add_argument("--workers", type=int, default=4, help="worker servers of the private cluster")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--baseline-repeats", type=int, default=1, help="baseline COPY runs (best is kept)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="loader runs and baseline COPY runs, alternating (default 3); the ratio is of their medians",
+    )
     parser.add_argument(
         "--indexed-baseline",
         action="store_true",
@@ -512,62 +510,64 @@ def main(argv: list[str] | None = None) -> int:
             f"(~{per_chunk:,.0f} DiaSources per non-empty chunk)",
             flush=True,
         )
-        deploy_schema_file(config, "apdb", chunk_order=order)
-
-        start = time.perf_counter()
-        objects = load_inputs(topology, "apdb.DiaObject", [paths["DiaObject"]])
-        results["dia_object_load"] = {
-            "rows": objects.rows,
-            "overlap_rows": objects.overlap_rows,
-            "chunks": objects.chunks,
-            "seconds": time.perf_counter() - start,
-        }
-        print(
-            f"DiaObjects loaded: {objects.rows:,} rows (+{objects.overlap_rows:,} overlap) in "
-            f"{results['dia_object_load']['seconds']:.1f} s, {objects.chunks} chunks",
-            flush=True,
-        )
-
         results["parquet_bytes"] = paths["DiaSource"].stat().st_size
         pids = postmaster_pids(cluster)
-        server_cpu = settled_cpu_seconds(pids)
         profile_path = RESULTS_DIR / "ingest-loader.prof" if args.profile else None
         if profile_path:
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         dsns = [node.dsn for node in topology.nodes]
-        results["autovacuum_wait_before_loader_s"] = wait_for_autovacuum(dsns)
-        print("timing the loader ...", flush=True)
-        loader = load_phase(topology, "apdb.DiaSource", paths["DiaSource"], profile_path)
-        loader["server_cpu_seconds"] = settled_cpu_seconds(pids) - server_cpu
-        loader["profiled"] = bool(profile_path)
-        results["loader"] = loader
-        if loader["rows"] != rows:
-            raise RuntimeError(f"the loader reported {loader['rows']} rows, expected {rows}")
-        loader["partition_indexes"] = partition_indexes(topology, "apdb", "DiaSource")
-        if loader["partition_indexes"]["with_every_parent_index"] != loader["partition_indexes"]["partitions"]:
-            raise RuntimeError(f"partitions lack indexes after the load: {loader['partition_indexes']}")
-        print(
-            f"loader:   {loader['rows']:,} rows in {loader['seconds']:.1f} s = {loader['rows_per_s']:,.0f} rows/s",
-            flush=True,
-        )
-
-        print("timing the baseline (after the load's autovacuum has finished) ...", flush=True)
-        results["autovacuum_wait_before_baseline_s"] = wait_for_autovacuum(dsns)
-        server_cpu = settled_cpu_seconds(pids)
-        baseline = baseline_phase(
-            topology.coordinator.dsn,
-            paths["DiaSource"],
-            args.baseline_repeats,
-            settle=lambda: wait_for_autovacuum(dsns),
-        )
-        baseline["server_cpu_seconds"] = settled_cpu_seconds(pids) - server_cpu
-        results["baseline"] = baseline
-        results["ratio_loader_to_baseline"] = loader["rows_per_s"] / baseline["rows_per_s"]
-        results["ratio_loader_to_median_baseline"] = baseline["median_seconds"] / loader["seconds"]
+        loader_runs, baseline_runs = [], []
+        to_profile = profile_path
+        for run in range(1, max(1, args.repeats) + 1):
+            # Each loader run loads into a catalog of its own (the same schema deployed again
+            # under another name), so that every run is the same first load of an empty table.
+            schema = "apdb" if run == 1 else f"apdb_run{run}"
+            deploy_schema_file(config, "apdb", name=schema, chunk_order=order)
+            start = time.perf_counter()
+            objects = load_inputs(topology, f"{schema}.DiaObject", [paths["DiaObject"]])
+            if run == 1:
+                results["dia_object_load"] = {
+                    "rows": objects.rows,
+                    "overlap_rows": objects.overlap_rows,
+                    "chunks": objects.chunks,
+                    "seconds": time.perf_counter() - start,
+                }
+                print(
+                    f"DiaObjects loaded: {objects.rows:,} rows (+{objects.overlap_rows:,} overlap) in "
+                    f"{results['dia_object_load']['seconds']:.1f} s, {objects.chunks} chunks",
+                    flush=True,
+                )
+            wait_for_autovacuum(dsns)
+            server_cpu = settled_cpu_seconds(pids)
+            print(f"run {run}: timing the loader ...", flush=True)
+            loader = load_phase(topology, f"{schema}.DiaSource", paths["DiaSource"], to_profile)
+            loader["server_cpu_seconds"] = settled_cpu_seconds(pids) - server_cpu
+            loader["profiled"] = bool(to_profile)
+            to_profile = None  # the first run only
+            if loader["rows"] != rows:
+                raise RuntimeError(f"the loader reported {loader['rows']} rows, expected {rows}")
+            loader["partition_indexes"] = partition_indexes(topology, schema, "DiaSource")
+            if loader["partition_indexes"]["with_every_parent_index"] != loader["partition_indexes"]["partitions"]:
+                raise RuntimeError(f"partitions lack indexes after the load: {loader['partition_indexes']}")
+            loader_runs.append(loader)
+            print(f"run {run}: loader {loader['seconds']:.2f} s; timing the baseline ...", flush=True)
+            wait_for_autovacuum(dsns)
+            server_cpu = settled_cpu_seconds(pids)
+            baseline = baseline_phase(topology.coordinator.dsn, paths["DiaSource"])
+            baseline["server_cpu_seconds"] = settled_cpu_seconds(pids) - server_cpu
+            baseline_runs.append(baseline)
+            print(f"run {run}: baseline {baseline['seconds']:.2f} s", flush=True)
+        loader, baseline = loader_runs[0], baseline_runs[0]
+        loader_seconds = [run["seconds"] for run in loader_runs]
+        baseline_seconds = [run["seconds"] for run in baseline_runs]
+        results["loader_runs"], results["baseline_runs"] = loader_runs, baseline_runs
+        results["loader_seconds_each"], results["baseline_seconds_each"] = loader_seconds, baseline_seconds
+        results["ratio_of_medians"] = statistics.median(baseline_seconds) / statistics.median(loader_seconds)
+        results["ratio_of_best_runs"] = min(baseline_seconds) / min(loader_seconds)
         if args.indexed_baseline:
             print("timing the indexed baseline ...", flush=True)
             server_cpu = settled_cpu_seconds(pids)
-            indexed = baseline_phase(topology.coordinator.dsn, paths["DiaSource"], 1, indexed=True)
+            indexed = baseline_phase(topology.coordinator.dsn, paths["DiaSource"], indexed=True)
             indexed["server_cpu_seconds"] = settled_cpu_seconds(pids) - server_cpu
             results["baseline_indexed"] = indexed
         results["peak_rss_bytes"] = peak_rss_bytes()
@@ -591,25 +591,24 @@ def main(argv: list[str] | None = None) -> int:
             f"after the load {loader['partition_indexes']['with_every_parent_index']} of "
             f"{loader['partition_indexes']['partitions']} partitions carry every index of the parent"
         )
+        median_loader = statistics.median(loader_seconds)
+        median_baseline = statistics.median(baseline_seconds)
         print(
-            f"loader:   {loader['rows_per_s']:12,.0f} rows/s  ({loader['seconds']:.1f} s; client CPU "
+            f"loader:   {rows / median_loader:12,.0f} rows/s  (median of {len(loader_runs)} runs: "
+            f"{', '.join(f'{t:.2f}' for t in loader_seconds)} s; first run: client CPU "
             f"{loader['client_cpu_seconds']:.1f} s, servers' CPU {loader['server_cpu_seconds']:.1f} s"
             f"{'; under cProfile' if loader['profiled'] else ''})"
         )
         print(
-            f"baseline: {baseline['rows_per_s']:12,.0f} rows/s  ({baseline['seconds']:.1f} s raw binary COPY, "
-            f"one unindexed table; server CPU {baseline['server_cpu_seconds']:.1f} s; "
-            f"pre-encoding took {baseline['encode_seconds']:.1f} s = {baseline['encode_rows_per_s']:,.0f} rows/s)"
+            f"baseline: {rows / median_baseline:12,.0f} rows/s  (median of {len(baseline_runs)} raw binary COPYs "
+            f"into one unindexed table: {', '.join(f'{t:.2f}' for t in baseline_seconds)} s; first run: server "
+            f"CPU {baseline['server_cpu_seconds']:.1f} s; pre-encoding took {baseline['encode_seconds']:.1f} s "
+            f"= {baseline['encode_rows_per_s']:,.0f} rows/s)"
         )
-        print(f"ratio:    loader / baseline = {results['ratio_loader_to_baseline']:.2f}", end="")
-        if len(baseline["copy_seconds_each"]) > 1:  # the spread is the machine's kernel time (README)
-            runs = ", ".join(f"{t:.2f}" for t in baseline["copy_seconds_each"])
-            print(
-                f" against the fastest baseline run; {results['ratio_loader_to_median_baseline']:.2f} against "
-                f"the median (runs: {runs} s)",
-                end="",
-            )
-        print()
+        print(
+            f"ratio:    loader / baseline = {results['ratio_of_medians']:.2f} (medians); "
+            f"{results['ratio_of_best_runs']:.2f} (best run of each)"
+        )
         if "baseline_indexed" in results:
             indexed = results["baseline_indexed"]
             print(
@@ -621,13 +620,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(
             f"memory:   ru_maxrss {results['peak_rss_bytes'] / mib:,.0f} MiB (whole process, baseline included); "
-            f"loader phase: RSS {loader['rss_before_bytes'] / mib:,.0f} -> peak {loader['rss_peak_bytes'] / mib:,.0f}"
-            f" MiB (+{loader['rss_growth_bytes'] / mib:,.0f} MiB); simulator child peak "
+            f"first loader run: RSS {loader['rss_before_bytes'] / mib:,.0f} -> peak "
+            f"{loader['rss_peak_bytes'] / mib:,.0f} MiB (+{loader['rss_growth_bytes'] / mib:,.0f} MiB); "
+            f"largest growth of any run +{max(r['rss_growth_bytes'] for r in loader_runs) / mib:,.0f} MiB; "
+            "simulator child peak "
             f"{data['child_peak_rss_bytes'] / mib:,.0f} MiB"
         )
         print(
-            f"load avg: start {load_start[0]:.2f}; loader max {loader['load_avg_1min_max']:.2f}, "
-            f"baseline max {baseline['load_avg_1min_max']:.2f}; end {results['load_avg_at_end'][0]:.2f} "
+            f"load avg: start {load_start[0]:.2f}; "
+            f"loader max {max(r['load_avg_1min_max'] for r in loader_runs):.2f}, "
+            f"baseline max {max(r['load_avg_1min_max'] for r in baseline_runs):.2f}; "
+            f"end {results['load_avg_at_end'][0]:.2f} "
             f"({os.cpu_count()} CPUs)"
         )
         if profile_path:
