@@ -1,7 +1,8 @@
 """Read input catalogs in batches: Parquet, CSV (plain or gzip), FITS, VOTable, DataFrames.
 
-Every reader yields Arrow tables of at most ``batch_rows`` rows, so files larger
-than memory stream through.  Formats are recognised by name and checked against
+Every reader yields Arrow tables of at most ``batch_rows`` rows.  Parquet, CSV and
+FITS files larger than memory stream through (see :func:`_fits` for its limits);
+a VOTable is parsed whole by astropy.  Formats are recognised by name and checked against
 the file's first bytes, so that a mislabelled or corrupt file gets an error that
 says what it really is instead of a parser's stack trace.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -20,6 +23,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loaders.errors import LoadInputError
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 DEFAULT_BATCH_ROWS = 200_000
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -139,7 +145,7 @@ def read_batches(
         For CSV: read these columns as text, whatever they look like, so that the
         validator converts them with exact row numbers for bad values.
     """
-    readers = {"parquet": _parquet, "csv": _csv, "fits": _astropy, "votable": _astropy}
+    readers = {"parquet": _parquet, "csv": _csv, "fits": _fits, "votable": _votable}
     try:
         for batch in readers[source.format](source, batch_rows, string_columns):
             yield _rename(batch, column_map)
@@ -226,15 +232,44 @@ def _csv_header(source: InputSource) -> list[str]:
     return [name for name in first.split(",") if name] if first else []
 
 
-def _astropy(source: InputSource, batch_rows: int, _strings: frozenset[str] | None) -> Iterator[pa.Table]:
+def _fits(source: InputSource, batch_rows: int, _strings: frozenset[str] | None) -> Iterator[pa.Table]:
+    """A FITS table, memory-mapped: each batch's rows are read from the file when it is converted.
+
+    Plain numeric and string columns stay views of the file, so a table larger than memory
+    streams through.  astropy converts scaled (``TZERO``/``TSCAL``) and logical columns whole,
+    and a gzip-compressed file cannot be mapped: it is decompressed into memory.
+    """
+    from astropy.table import Table
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        # A file cut short would fail later, mid-load, with a confusing reshape or buffer error.
+        warnings.filterwarnings("error", message="File may have been truncated", category=AstropyUserWarning)
+        try:
+            table = Table.read(source.path, format="fits", memmap=not source.gzipped)
+        except AstropyUserWarning as exc:
+            raise LoadInputError(
+                f"{source.name} is shorter than its FITS header says: {exc}",
+                hint="the file was truncated; regenerate or re-copy it",
+            ) from None
+    yield from _astropy_batches(source, table, batch_rows)
+
+
+def _votable(source: InputSource, batch_rows: int, _strings: frozenset[str] | None) -> Iterator[pa.Table]:
+    """A VOTable: astropy parses the whole document, so its table is in memory once (convert a
+    catalogue too large for that to Parquet or FITS)."""
     from astropy.table import Table
 
-    fmt = "fits" if source.format == "fits" else "votable"
-    table = Table.read(source.path, format=fmt)
+    yield from _astropy_batches(source, Table.read(source.path, format="votable"), batch_rows)
+
+
+def _astropy_batches(source: InputSource, table: Table, batch_rows: int) -> Iterator[pa.Table]:
+    """Arrow batches of an astropy table, converted a batch at a time (FITS strings arrive as bytes)."""
     if len(table) == 0:
         raise LoadInputError(f"{source.name} holds no rows")
-    frame = table.to_pandas()
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: v.decode() if isinstance(v, bytes) else v)
-    yield from frame_batches(frame, batch_rows)
+    for start in range(0, len(table), batch_rows):
+        frame = table[start : start + batch_rows].to_pandas()
+        for column in frame.columns:
+            if frame[column].dtype == object:
+                frame[column] = frame[column].map(lambda v: v.decode() if isinstance(v, bytes) else v)
+        yield pa.Table.from_pandas(frame, preserve_index=False)

@@ -10,6 +10,7 @@ exactly what they were before.
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from astropy.table import Table
 
 from dms_db.catalog_service import deploy_schema_file
 from dms_db.errors import DmsError, NotFoundError, SchemaError
@@ -216,6 +218,13 @@ def corrupt_fits(tmp: Path) -> list[object]:
     return [path]
 
 
+def truncated_fits(tmp: Path) -> list[object]:
+    path = tmp / "truncated.fits"
+    Table.from_pandas(dia_objects(20_000)).write(path, format="fits")
+    os.truncate(path, path.stat().st_size // 2)
+    return [path]
+
+
 def empty_file(tmp: Path) -> list[object]:
     path = tmp / "empty.parquet"
     path.write_bytes(b"")
@@ -306,6 +315,7 @@ CASES = {
     "truncated-parquet": Case(truncated_parquet, LoadInputError, "cannot be read as parquet"),
     "truncated-csv-gz": Case(truncated_csv_gz, LoadInputError, "cannot be read as csv"),
     "corrupt-fits": Case(corrupt_fits, LoadInputError, "cannot be read as fits"),
+    "truncated-fits": Case(truncated_fits, LoadInputError, "shorter than its FITS header says"),
     "empty-file": Case(empty_file, LoadInputError, "is empty"),
     "header-only-csv": Case(header_only_csv, LoadInputError, "has a header but no data rows"),
     "csv-gz-not-gzip": Case(csv_gz_not_gzip, LoadInputError, "is named .gz but is not gzip-compressed"),

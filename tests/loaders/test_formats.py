@@ -64,3 +64,35 @@ def test_each_format_loads_the_same_values(
         stored = _stored(cluster, number * shift, (number + 1) * shift - 1)
         expected = frame[["visit", "band", "expMidptMJD", "airmass"]].reset_index(drop=True)
         pd.testing.assert_frame_equal(stored, expected, check_dtype=False, obj=fmt)
+
+
+def _anonymous_rss_bytes() -> int:
+    """Resident anonymous memory (heap), which a memory-mapped file's pages do not count in."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/self/status")
+
+
+def test_a_fits_table_is_read_a_batch_at_a_time_not_whole(tmp_path: Path) -> None:
+    import numpy as np
+
+    from loaders.sources import open_source, read_batches
+
+    rows, columns = 2_000_000, 8
+    path = tmp_path / "wide.fits"
+    rng = np.random.default_rng(5)
+    table = Table({f"c{i}": rng.normal(size=rows) for i in range(columns)})
+    table["id"] = np.arange(rows, dtype=np.int64)
+    table.write(path, format="fits")
+    data_bytes = rows * (columns + 1) * 8  # 144 MB of values
+    del table
+    before, peak, total, last_id = _anonymous_rss_bytes(), 0, 0, -1
+    for batch in read_batches(open_source(path), batch_rows=50_000):
+        peak = max(peak, _anonymous_rss_bytes() - before)
+        ids = batch["id"].to_numpy()
+        assert batch.num_rows <= 50_000 and ids[0] == last_id + 1
+        total, last_id = total + batch.num_rows, int(ids[-1])
+    assert total == rows
+    # Read whole, the table and its DataFrame would take about twice the data's size.
+    assert peak < data_bytes / 4, f"heap grew by {peak / 1e6:.0f} MB reading {data_bytes / 1e6:.0f} MB of FITS data"
