@@ -45,6 +45,7 @@ from dms_db.topology import Topology
 from loaders import ledger
 from loaders.conform import ProblemCollector, conform_batch, one_array
 from loaders.errors import LoadValidationError
+from loaders.key_ranges import KeyRanges, partition_key_ranges
 from loaders.partition import DirectorLocations, PartitionedBatch, partition_children, partition_directors
 from loaders.sources import DEFAULT_BATCH_ROWS, file_digest, frame_batches, open_source, read_batches, table_digest
 from loaders.statistics import analyze_loaded
@@ -180,6 +181,7 @@ class _LoadState:
     director_rows: list[pa.Table] = field(default_factory=list)
     check_existing: bool = True
     directors: DirectorLocations | None = None  # children: where their directors are, read once
+    key_ranges: KeyRanges | None = None  # each partition's key range before the load
     placement: dict[int, ChunkReplicas] = field(default_factory=dict)  # chunk -> its workers
 
 
@@ -318,9 +320,27 @@ def _check_keys(
     state.seen_keys.add(unique)
     if not state.check_existing:
         return
-    writer.wait()  # the workers' connections must be free to ask them
-    existing = np.sort(_existing_keys(target, txn, topology, key[0], unique))
+    candidates = unique
+    if target.table.kind is not TableKind.DIRECTOR:  # directors are looked up in the coordinator's index
+        if state.key_ranges is None:  # before this load writes anything
+            writer.wait()  # the workers' connections must be free to ask them
+            state.key_ranges = _key_ranges(target, txn, topology, key[0])
+        candidates = unique[state.key_ranges.might_hold(unique)]
+        if candidates.size == 0:
+            return
+        writer.wait()
+    existing = np.sort(_existing_keys(target, txn, topology, key[0], candidates))
     problems.add_rows(source, _member(values, existing) & ~earlier, offset, key[0], column, "already in the catalog")
+
+
+def _key_ranges(target: LoadTarget, txn: DistributedTransaction, topology: Topology, key: str) -> KeyRanges:
+    """The key ranges of every partition on the workers (one worker for a replicated table)."""
+    workers = topology.workers[:1] if target.table.kind is TableKind.REPLICATED else topology.workers
+    return KeyRanges(
+        interval
+        for worker in workers
+        for interval in partition_key_ranges(txn.on(worker.name), target.catalog.name, target.table.name, key)
+    )
 
 
 def _table_has_rows(topology: Topology, target: LoadTarget) -> bool:
@@ -352,10 +372,9 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 def _existing_keys(
     target: LoadTarget, txn: DistributedTransaction, topology: Topology, key: str, values: np.ndarray
 ) -> np.ndarray:
-    """Keys already in the catalog (or written by earlier batches of this load).
+    """Which of ``values`` are already in the catalog.
 
-    Workers are asked inside the load's own transactions, so that the rows
-    of its earlier batches in existing partitions count too.  The director
+    Workers are asked inside the load's own transactions; the director
     index is read outside it.
     """
     ids = [int(v) for v in values]

@@ -419,3 +419,30 @@ def test_a_good_load_after_the_rejections_still_works(loaded: DatabaseCluster) -
     assert sum(after.objects) == sum(before.objects) + 10
     assert after.director_index == before.director_index + 10
     assert after.committed == before.committed + 1
+
+
+def test_a_child_key_already_loaded_is_refused_among_new_keys_inside_and_outside_the_loaded_range(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    """Child keys have no global index: the workers are asked about keys inside a partition's key range."""
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=5)
+    load_inputs(cluster.topology, "apdb.DiaObject", [dia_objects(BASE_IDS, first_id=1)])
+    objects = list(range(1, BASE_IDS + 1))
+
+    def sources(ids: list[int]) -> pd.DataFrame:
+        frame = dia_sources([objects[i % len(objects)] for i in range(len(ids))])
+        frame["diaSourceId"] = np.array(ids, dtype=np.int64)
+        return frame
+
+    load_inputs(cluster.topology, "apdb.DiaSource", [sources(list(range(5000, 5200, 2)))])  # even ids
+    loaded = sum(count_everywhere(cluster, "apdb", "DiaSource"))
+    clash = [5001, 5003, 5100, 5005, 9000]  # new odd ids inside the range, one loaded id, one beyond
+    with pytest.raises(LoadValidationError) as caught:
+        load_inputs(cluster.topology, "apdb.DiaSource", [sources(clash)])
+    problems = [(p.row, p.column) for p in caught.value.problems if "already in the catalog" in p.message]
+    assert problems == [(3, "diaSourceId")], caught.value.problems
+    assert sum(count_everywhere(cluster, "apdb", "DiaSource")) == loaded
+    report = load_inputs(cluster.topology, "apdb.DiaSource", [sources([5001, 5003, 5005, 9000])])
+    assert report.rows == 4
+    assert sum(count_everywhere(cluster, "apdb", "DiaSource")) == loaded + 4
