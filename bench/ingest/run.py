@@ -16,8 +16,10 @@ deploys ``apdb`` under a name of its own, loads its DiaObjects, and times, alter
   coordinator's server (schema ``bench_baseline``) - what one PostgreSQL server ingests.
 
 The ratio is that of the medians of both sides' runs (the ratio of their best runs is printed
-too). Figures are printed and written to ``bench/results/ingest.json``; ``--profile`` also runs the
-loader phase under cProfile and prints the top functions (``bench/results/ingest-loader.prof``).
+too). Then ``--append-rows`` DiaSources with new ids are loaded into the first run's partitions
+and timed: a nightly append, through the partitions' indexes. Figures are printed and written
+to ``bench/results/ingest.json``; ``--profile`` also runs the first loader run under cProfile and
+prints the top functions (``bench/results/ingest-loader.prof``).
 The cluster is stopped and its directory deleted at the end, whatever happens.
 """
 
@@ -331,6 +333,32 @@ def load_phase(topology, target: str, path: Path, profile_path: Path | None) -> 
     }
 
 
+def append_phase(topology, path: Path, rows: int, directory: Path) -> dict:
+    """Time a nightly append: the first ``rows`` DiaSources again, with new ids, into the loaded ``apdb``.
+
+    Their chunks have partitions already, so the rows go through the partitions' indexes, and
+    the loader checks that their keys are new to the catalog.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from loaders.bulk_load import load_inputs
+
+    table = pq.read_table(path).slice(0, rows)
+    ids = table["diaSourceId"]
+    shift = pc.max(pq.read_table(path, columns=["diaSourceId"])["diaSourceId"]).as_py() - pc.min(ids).as_py() + 1
+    table = table.set_column(table.schema.get_field_index("diaSourceId"), "diaSourceId", pc.add(ids, shift))
+    appended = directory / "apdb.DiaSource.append.parquet"
+    pq.write_table(table, appended)
+    del table
+    start = time.perf_counter()
+    report = load_inputs(topology, "apdb.DiaSource", [appended])
+    seconds = time.perf_counter() - start
+    if report.rows != rows:
+        raise RuntimeError(f"the append reported {report.rows} rows, expected {rows}")
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+
+
 def baseline_phase(dsn: str, path: Path, indexed: bool = False) -> dict:
     """One raw binary COPY of the same (conformed, pre-encoded) rows into one plain table.
 
@@ -437,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=3,
         help="loader runs and baseline COPY runs, alternating (default 3); the ratio is of their medians",
+    )
+    parser.add_argument(
+        "--append-rows",
+        type=int,
+        default=1_000_000,
+        help="then append this many DiaSources with new ids into the first run's partitions (0: skip)",
     )
     parser.add_argument(
         "--indexed-baseline",
@@ -564,6 +598,10 @@ def main(argv: list[str] | None = None) -> int:
         results["loader_seconds_each"], results["baseline_seconds_each"] = loader_seconds, baseline_seconds
         results["ratio_of_medians"] = statistics.median(baseline_seconds) / statistics.median(loader_seconds)
         results["ratio_of_best_runs"] = min(baseline_seconds) / min(loader_seconds)
+        if args.append_rows > 0:
+            print("timing an append into the existing partitions ...", flush=True)
+            wait_for_autovacuum(dsns)
+            results["append"] = append_phase(topology, paths["DiaSource"], min(args.append_rows, rows), home)
         if args.indexed_baseline:
             print("timing the indexed baseline ...", flush=True)
             server_cpu = settled_cpu_seconds(pids)
@@ -609,6 +647,12 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio:    loader / baseline = {results['ratio_of_medians']:.2f} (medians); "
             f"{results['ratio_of_best_runs']:.2f} (best run of each)"
         )
+        if "append" in results:
+            append = results["append"]
+            print(
+                f"append:   {append['rows_per_s']:12,.0f} rows/s  ({append['rows']:,} DiaSources with new ids into "
+                f"the partitions of the first run's {rows:,}, every index kept up to date: {append['seconds']:.1f} s)"
+            )
         if "baseline_indexed" in results:
             indexed = results["baseline_indexed"]
             print(
