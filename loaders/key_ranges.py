@@ -60,11 +60,17 @@ def partition_key_ranges(
     Partitions attached later, such as the ones a running load stages, are not
     seen: they hold only that load's rows.
     """
+    table = sql.Identifier(schema_name, table_name).as_string(conn)
+    partitioned = conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0]
     leaves = conn.execute(
         "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass",
-        (sql.Identifier(schema_name, table_name).as_string(conn),),
-    ).fetchall() or [(schema_name, table_name)]
+        (table,),
+    ).fetchall()
+    if not partitioned:
+        leaves = [(schema_name, table_name)]
+    if not leaves:
+        return []  # a worker holding no chunk of the table
     column = sql.Identifier(key)
     bounds = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT min({k}), max({k}) FROM ONLY {t}").format(k=column, t=sql.Identifier(namespace, name))

@@ -446,3 +446,22 @@ def test_a_child_key_already_loaded_is_refused_among_new_keys_inside_and_outside
     report = load_inputs(cluster.topology, "apdb.DiaSource", [sources([5001, 5003, 5005, 9000])])
     assert report.rows == 4
     assert sum(count_everywhere(cluster, "apdb", "DiaSource")) == loaded + 4
+
+
+def test_a_replicated_key_already_loaded_is_refused_and_new_keys_in_its_range_load(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    """Replicated tables are plain tables: their own key range decides which keys the worker is asked about."""
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=5)
+
+    def solar_system(ids: list[int]) -> pd.DataFrame:
+        return pd.DataFrame({"ssObjectId": np.array(ids, dtype=np.int64)})
+
+    load_inputs(cluster.topology, "apdb.SSObject", [solar_system(list(range(10, 21, 2)))])
+    with pytest.raises(LoadValidationError) as caught:
+        load_inputs(cluster.topology, "apdb.SSObject", [solar_system([11, 14, 30])])
+    problems = [(p.row, p.column) for p in caught.value.problems if "already in the catalog" in p.message]
+    assert problems == [(2, "ssObjectId")], caught.value.problems
+    assert load_inputs(cluster.topology, "apdb.SSObject", [solar_system([11, 30])]).rows == 2
+    assert count_everywhere(cluster, "apdb", "SSObject") == [8, 8]
