@@ -339,12 +339,13 @@ def append_phase(topology, path: Path, rows: int, directory: Path) -> dict:
     Their chunks have partitions already, so the rows go through the partitions' indexes, and
     the loader checks that their keys are new to the catalog.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from loaders.bulk_load import load_inputs
 
-    table = pq.read_table(path).slice(0, rows)
+    table = pa.Table.from_batches([next(pq.ParquetFile(path).iter_batches(batch_size=rows))])
     ids = table["diaSourceId"]
     shift = pc.max(pq.read_table(path, columns=["diaSourceId"])["diaSourceId"]).as_py() - pc.min(ids).as_py() + 1
     table = table.set_column(table.schema.get_field_index("diaSourceId"), "diaSourceId", pc.add(ids, shift))
