@@ -9,20 +9,25 @@ engine serves synchronous callers (the CLI, tests) through
 :meth:`QueryEngine.query_async`.
 
 The engine keeps the catalogs, the chunk placement and recent plans between
-queries.  Every query first reads the coordinator's metadata epoch, which
-triggers raise with every change to what those caches hold (a load placing
-new chunks, a deploy, a migration): when it moved, the caches are dropped, so
-a long-running service answers over the cluster as it is now.
+queries.  Every query reads the coordinator's metadata epoch, which triggers
+raise with every change to what those caches hold (a load placing new chunks,
+a deploy, a migration): when it moved, the caches are dropped, so a
+long-running service answers over the cluster as it is now.  A warm engine
+reads the epoch while it plans the query and starts the worker statements,
+not before (a round trip less on a small query's path), and checks it before
+the caller sees anything: if it moved since the query began, the query is
+closed and planned again over fresh metadata.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,15 +148,32 @@ class QueryEngine:
         self._translations = {}
         self.level_shapes.clear()
 
-    async def _refresh_if_stale(self) -> None:
+    async def _start_metadata_check(self) -> _EpochCheck | None:
+        """Begin checking the caches against the coordinator's epoch, beside the query.
+
+        Cold caches are filled only after the epoch was read (None: nothing left
+        to check), as are caches that the coordinator failed to confirm a moment ago.
+        """
+        planned_with = self._metadata_epoch
+        if planned_with is None:
+            await self._refresh_if_stale()
+            return None
+        if time.monotonic() < self._epoch_unreadable_until:
+            return None
+        task = asyncio.get_running_loop().create_task(self._refresh_if_stale(), name="dms-db metadata epoch")
+        task.add_done_callback(_retrieve_outcome)
+        return _EpochCheck(task, planned_with)
+
+    async def _refresh_if_stale(self) -> int | None:
         """Empty the caches if the coordinator's metadata changed since they were emptied last.
 
         The epoch is read before anything is read into the emptied caches, so
         whatever they hold afterwards is at least as new as the epoch recorded.
+        Returns the epoch read (None when the coordinator could not be asked).
         """
         warm = self._metadata_epoch is not None
         if warm and time.monotonic() < self._epoch_unreadable_until:
-            return  # the coordinator failed a moment ago: do not make every query wait for it
+            return None  # the coordinator failed a moment ago: do not make every query wait for it
         try:
             rows = await self.dispatcher.coordinator_rows(METADATA_EPOCH_QUERY)
         except NodeUnavailableError as exc:
@@ -162,13 +184,14 @@ class QueryEngine:
             # the changes committed just before the outage.
             self._epoch_unreadable_until = time.monotonic() + EPOCH_RETRY_AFTER_S
             log.warning("answering from cached metadata for %.0f s: %s", EPOCH_RETRY_AFTER_S, exc.message)
-            return
+            return None
         epoch = int(rows[0][0])
         if epoch != self._metadata_epoch:
             self.refresh()
             self._metadata_epoch = epoch
             registered = await self.dispatcher.coordinator_rows(ACTIVE_WORKERS_SQL)
             self.dispatcher.add_workers([NodeSpec(name, NodeRole.WORKER, dsn) for name, dsn, _ in registered])
+        return epoch
 
     def catalog(self) -> ClusterCatalog:
         """The deployed catalogs, read from the coordinator on first use."""
@@ -214,29 +237,58 @@ class QueryEngine:
 
         ``uploads`` are tables the query may read as ``TAP_UPLOAD.<name>``.
         """
-        await self._refresh_if_stale()
+        check = await self._start_metadata_check()
+        try:
+            try:
+                stack, result = await self._opened(adql_text, max_rows, uploads)
+            except Exception:
+                # Planned over metadata that has changed since (a table deployed, chunks
+                # placed): the error may be the stale plan's, so plan again before failing.
+                if check is None or not await check.stale():
+                    raise
+                stack, result = await self._opened(adql_text, max_rows, uploads)
+            else:
+                if check is not None and await check.stale():  # before the caller sees a row
+                    await stack.aclose()
+                    stack, result = await self._opened(adql_text, max_rows, uploads)
+            async with stack:
+                yield result
+        finally:
+            if check is not None:
+                check.cancel()
+
+    async def _opened(
+        self, adql_text: str, max_rows: int | None, uploads: Sequence[UploadedTable]
+    ) -> tuple[AsyncExitStack, AsyncQueryResult]:
+        """Plan the query, run its nested phases and start its final one; the stack closes what it holds."""
+        stack = AsyncExitStack()
+        try:
+            result = await self._open(stack, adql_text, max_rows, uploads)
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return stack, result
+
+    async def _open(
+        self, stack: AsyncExitStack, adql_text: str, max_rows: int | None, uploads: Sequence[UploadedTable]
+    ) -> AsyncQueryResult:
         if uploads:
             extended = self.catalog().tables.with_tables(upload_table_info(upload) for upload in uploads)
             translated = translate(adql_text, extended, max_rows=max_rows)
         else:
             translated = self.translate(adql_text, max_rows)
         session = CoordinatorSession(self.dispatcher)
+        stack.push_async_callback(session.aclose)
+        planner = Planner(self, session)
+        stack.push_async_callback(_clean_up, planner)
+        if uploads:
+            await planner.add_uploads(uploads, translated.tree)
         try:
-            planner = Planner(self, session)
-            try:
-                if uploads:
-                    await planner.add_uploads(uploads, translated.tree)
-                try:
-                    final = await planner.plan(translated.tree, translated.description)
-                except psycopg.Error as exc:
-                    raise coordinator_error(exc) from None
-                async with self._final_batches(final, session) as batches:
-                    yield AsyncQueryResult(translated.columns, batches)
-            finally:
-                with suppress(psycopg.Error):
-                    await planner.cleanup()
-        finally:
-            await session.aclose()
+            final = await planner.plan(translated.tree, translated.description)
+        except psycopg.Error as exc:
+            raise coordinator_error(exc) from None
+        batches = await stack.enter_async_context(self._final_batches(final, session))
+        return AsyncQueryResult(translated.columns, batches)
 
     @asynccontextmanager
     async def _final_batches(self, final: FinalStep, session: CoordinatorSession) -> AsyncIterator[Any]:
@@ -293,6 +345,34 @@ class QueryEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class _EpochCheck:
+    """The epoch read running beside a query planned over the caches of epoch ``planned_with``."""
+
+    task: asyncio.Task[int | None]
+    planned_with: int
+
+    async def stale(self) -> bool:
+        """Whether the metadata changed since the query began (the epoch read again differs)."""
+        epoch = await self.task  # a finished task gives its result again
+        return epoch is not None and epoch != self.planned_with
+
+    def cancel(self) -> None:
+        """Stop the read if it still runs (the query ended first)."""
+        self.task.cancel()
+
+
+def _retrieve_outcome(task: asyncio.Task[int | None]) -> None:
+    """Mark a finished epoch read's error as seen: a query that failed first does not ask for it."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _clean_up(planner: Planner) -> None:
+    with suppress(psycopg.Error):
+        await planner.cleanup()
 
 
 async def _rows_of(batches: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterator[tuple[Any, ...]]:

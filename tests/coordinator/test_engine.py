@@ -126,6 +126,54 @@ def test_one_chunk_levels_run_whole_on_a_worker_and_look_ups_take_no_session(
     assert [r[0] for r in rows] == curve["diaSourceId"].tolist()
 
 
+def test_a_warm_engine_reads_the_metadata_epoch_while_the_worker_statement_runs(
+    make_cluster: Callable[..., DatabaseCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm engine does not wait for the epoch before asking the workers (but still reads it every query).
+
+    The epoch read below answers only once a worker statement has begun: were
+    the read still awaited first, the query would never get that far.
+    """
+    import asyncio
+    import threading
+
+    from sharding.coordinator.execution import Execution
+
+    cluster = make_cluster(1)
+    _loaded_survey(cluster, seed=9)
+    cone = "SELECT diaObjectId FROM apdb.DiaObject WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE(60, -30, 0.5))"
+    worker_asked = threading.Event()
+    epoch_reads: list[bool] = []  # per epoch read: had a worker statement begun before it answered
+    opening = Execution.open_cursor
+
+    async def noting_opening(self: Execution, *args: object, **kwargs: object) -> object:
+        worker_asked.set()
+        return await opening(self, *args, **kwargs)
+
+    monkeypatch.setattr(Execution, "open_cursor", noting_opening)
+    with QueryEngine(cluster.topology) as engine:
+        with engine.query(cone) as result:
+            expected = sorted(result)  # cold: the epoch is read first, then the catalog and placement
+        assert expected
+        asked = engine.dispatcher.coordinator_rows
+
+        async def answering_after_the_worker(query: object, params: object = ()) -> list[tuple]:
+            if query == METADATA_EPOCH_QUERY:
+                for _ in range(500):
+                    if worker_asked.is_set():
+                        break
+                    await asyncio.sleep(0.01)
+                epoch_reads.append(worker_asked.is_set())
+            return await asked(query, params)
+
+        engine.dispatcher.coordinator_rows = answering_after_the_worker  # type: ignore[method-assign]
+        for _ in range(2):
+            worker_asked.clear()
+            with engine.query(cone) as result:
+                assert sorted(result) == expected
+    assert epoch_reads == [True, True]
+
+
 def test_worker_transactions_end_after_the_caller_has_the_rows(
     make_cluster: Callable[..., DatabaseCluster], caplog: pytest.LogCaptureFixture
 ) -> None:
