@@ -242,13 +242,16 @@ class Execution:
         ``query_for(attempt)`` when the caller needs it too.
         """
         query = self.query_for(attempt) if query is None else query
-        opening = sql.SQL(
-            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; DECLARE {} NO SCROLL CURSOR FOR {}; {}"
-        ).format(
-            sql.Literal(round(self.statement_timeout_s * 1000)),
-            sql.Identifier(cursor_name(attempt)),
-            sql.SQL(query) if isinstance(query, str) else query,
-            fetch_statement(attempt, first_rows),
+        timeout_ms = round(self.statement_timeout_s * 1000)
+        # Plain text where the parts are ours: composing with psycopg.sql costs more
+        # Python time than the whole round trip of a small query's statement.
+        prefix = f"BEGIN READ ONLY; SET LOCAL statement_timeout = {timeout_ms}; "
+        prefix += f"DECLARE {quoted_cursor_name(attempt)} NO SCROLL CURSOR FOR "
+        fetch = fetch_statement(attempt, first_rows)
+        opening: Query = (
+            f"{prefix}{query}; {fetch}"
+            if isinstance(query, str)
+            else sql.Composed([sql.SQL(prefix), query, sql.SQL(f"; {fetch}")])
         )
         cursor = conn.cursor()
         attempt.cursors.append(cursor)
@@ -368,15 +371,16 @@ async def describe_columns(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncC
 
     Built-in types are named once per process: their OIDs and names are the same on
     every PostgreSQL server, so most queries need no round trip here.  Extension
-    types (pgSphere's) have per-database OIDs and are always asked.
+    types (pgSphere's) have per-database OIDs and are always asked.  The fields are
+    read from the result itself, which costs less than building ``cursor.description``.
     """
-    description = cursor.description or []
     result = cursor.pgresult
-    if not description or result is None:
+    if result is None or not result.nfields:
         return []
-    keys = [(result.ftype(i), result.fmod(i)) for i in range(len(description))]
-    unknown = sorted({key for key in keys if key not in _BUILTIN_TYPE_NAMES})
-    names = dict(_BUILTIN_TYPE_NAMES)
+    encoding = conn.info.encoding
+    fields = [(result.fname(i) or b"", result.ftype(i), result.fmod(i)) for i in range(result.nfields)]
+    asked: dict[tuple[int, int], str] = {}
+    unknown = sorted({(oid, mod) for _, oid, mod in fields if (oid, mod) not in _BUILTIN_TYPE_NAMES})
     if unknown:
         async with conn.cursor() as cur:
             await cur.execute(
@@ -384,10 +388,13 @@ async def describe_columns(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncC
                 ([oid for oid, _ in unknown], [mod for _, mod in unknown]),
             )
             for oid, mod, type_sql in await cur.fetchall():
-                names[(int(oid), int(mod))] = type_sql
+                asked[(int(oid), int(mod))] = type_sql
                 if int(oid) < FIRST_NORMAL_OBJECT_ID:
                     _BUILTIN_TYPE_NAMES[(int(oid), int(mod))] = type_sql
-    return [ResultColumnType(col.name, names[key]) for col, key in zip(description, keys, strict=True)]
+    return [
+        ResultColumnType(name.decode(encoding), _BUILTIN_TYPE_NAMES.get((oid, mod)) or asked[(oid, mod)])
+        for name, oid, mod in fields
+    ]
 
 
 def cursor_name(attempt: Attempt) -> str:
@@ -395,9 +402,14 @@ def cursor_name(attempt: Attempt) -> str:
     return f"dms_dispatch_{attempt.number}"
 
 
-def fetch_statement(attempt: Attempt, rows: int) -> sql.Composed:
+def quoted_cursor_name(attempt: Attempt) -> str:
+    """:func:`cursor_name` as an SQL identifier (letters, digits and ``_`` only, so quoting is enough)."""
+    return f'"{cursor_name(attempt)}"'
+
+
+def fetch_statement(attempt: Attempt, rows: int) -> str:
     """``FETCH FORWARD rows`` from the attempt's cursor (0 fetches nothing but still describes)."""
-    return sql.SQL("FETCH FORWARD {} FROM {}").format(sql.Literal(rows), sql.Identifier(cursor_name(attempt)))
+    return f"FETCH FORWARD {int(rows)} FROM {quoted_cursor_name(attempt)}"
 
 
 def _lost_before_answering(exc: BaseException, conn: psycopg.AsyncConnection, attempt: Attempt) -> bool:
