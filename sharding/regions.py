@@ -63,6 +63,7 @@ from sharding.spherical import (
     tangent_frame,
     triangulate,
     turn_sines,
+    unit_vector,
     unit_vectors,
 )
 
@@ -216,7 +217,7 @@ class Circle(Region):
         object.__setattr__(self, "ra", ra)
         object.__setattr__(self, "dec", dec)
         object.__setattr__(self, "radius", radius)
-        object.__setattr__(self, "_centre", unit_vectors(ra, dec))
+        object.__setattr__(self, "_centre", unit_vector(ra, dec))
 
     def contains(self, ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> np.ndarray:
         ra, dec = normalized_positions(ra_deg, dec_deg)

@@ -356,3 +356,30 @@ def test_overlap_chunks_basics() -> None:
         overlap_chunks([0.0], [0.0], 5, -1.0)
     with pytest.raises(ConfigError):
         overlap_chunks([0.0], [0.0], 13, 1.0)
+
+
+def test_the_unit_vector_of_one_position_equals_the_array_version() -> None:
+    """Region centres use the scalar helper; it must give the vectors the array helper gives."""
+    from sharding.spherical import unit_vector, unit_vectors
+
+    rng = np.random.default_rng(11)
+    ra, dec = rng.uniform(0.0, 360.0, 2000), rng.uniform(-90.0, 90.0, 2000)
+    one_by_one = np.array([unit_vector(float(a), float(d)) for a, d in zip(ra, dec, strict=True)])
+    np.testing.assert_allclose(one_by_one, unit_vectors(ra, dec), rtol=0.0, atol=1e-15)
+    np.testing.assert_allclose(unit_vector(0.0, 90.0), [0.0, 0.0, 1.0], rtol=0.0, atol=1e-15)
+
+
+def test_a_small_cone_inside_one_chunk_is_one_chunk_and_one_on_a_chunk_corner_is_all_it_touches() -> None:
+    """The chunk-order shortcut must not drop a chunk that a cone reaches into."""
+    chunk_order = 4
+    centre_ra, centre_dec = hp.pix2ang(2**chunk_order, 1000, nest=True, lonlat=True)
+    assert Circle(float(centre_ra), float(centre_dec), 1 / 60).chunks(chunk_order).tolist() == [1000]
+    corner = hp.boundaries(2**chunk_order, 1000, step=1, nest=True)[:, 0]  # a vertex shared by four chunks
+    corner_ra, corner_dec = hp.vec2ang(corner, lonlat=True)
+    touched = Circle(float(corner_ra[0]), float(corner_dec[0]), 1 / 60).chunks(chunk_order).tolist()
+    rng = np.random.default_rng(3)
+    bearing, distance = rng.uniform(0, 2 * np.pi, 20000), np.sqrt(rng.uniform(0, 1, 20000)) * (1 / 60)
+    ra = corner_ra[0] + distance * np.sin(bearing) / np.cos(np.radians(corner_dec[0]))
+    dec = corner_dec[0] + distance * np.cos(bearing)
+    reached = set(hp.ang2pix(2**chunk_order, ra, dec, nest=True, lonlat=True).tolist())
+    assert len(reached) >= 3 and reached <= set(touched)
