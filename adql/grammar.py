@@ -392,8 +392,8 @@ def _balanced(cls: type[exp.Connector], operands: list[exp.Expr]) -> exp.Expr:
     return cls(this=_balanced(cls, operands[:middle]), expression=_balanced(cls, operands[middle:]))
 
 
-def balance_connectors(tree: exp.Expr) -> exp.Expr:
-    """Return a copy of ``tree`` whose long AND/OR chains are balanced trees.
+def balance_connectors(tree: exp.Expr, *, in_place: bool = False) -> exp.Expr:
+    """Return a copy of ``tree`` (or ``tree`` itself, ``in_place``) whose long AND/OR chains are balanced trees.
 
     The parser builds ``a OR b OR c ...`` as a left-deep tree, as deep as
     the chain is long; a few hundred terms would exhaust Python's recursion
@@ -408,7 +408,7 @@ def balance_connectors(tree: exp.Expr) -> exp.Expr:
     >>> tree.sql()
     'SELECT a FROM t WHERE a = 1 OR a = 2 OR a = 3 OR a = 4 OR a = 5'
     """
-    copy = tree.copy()
+    copy = tree if in_place else tree.copy()
     chains = [
         node for node in copy.walk() if isinstance(node, (exp.And, exp.Or)) and not isinstance(node.parent, type(node))
     ]

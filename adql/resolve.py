@@ -511,17 +511,19 @@ def _incompatible(left: AdqlType, right: AdqlType) -> bool:
     return kinds[0] != kinds[1]
 
 
-def resolve(tree: exp.Query, catalog: TableCatalog, text: str = "") -> Resolution:
+def resolve(tree: exp.Query, catalog: TableCatalog, text: str = "", *, in_place: bool = False) -> Resolution:
     """Bind the names of a grammar-checked ADQL query to the catalog.
 
     Parameters
     ----------
     tree
-        Output of :func:`adql.dialect.parse_adql` (not modified).
+        Output of :func:`adql.dialect.parse_adql` (not modified, unless ``in_place``).
     catalog
         The tables the query may use.
     text
         Query text, for error positions.
+    in_place
+        Resolve ``tree`` itself rather than a copy (for a caller that owns the tree).
 
     Returns
     -------
@@ -545,6 +547,6 @@ def resolve(tree: exp.Query, catalog: TableCatalog, text: str = "") -> Resolutio
     'SELECT "o"."diaObjectId" AS "diaObjectId", "o"."ra" AS "ra" FROM "apdb"."DiaObject" AS "o"'
     """
     resolver = _Resolver(catalog, text)
-    copy = tree.copy()
+    copy = tree if in_place else tree.copy()
     outputs, _ = resolver.query(copy, None, {})
     return Resolution(copy, outputs, resolver.table_refs)

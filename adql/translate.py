@@ -53,8 +53,8 @@ class TranslatedQuery:
     features: frozenset[Feature] = frozenset()
 
 
-def apply_row_limit(tree: exp.Query, max_rows: int | None) -> exp.Query:
-    """Return a copy of ``tree`` that returns at most ``max_rows`` rows.
+def apply_row_limit(tree: exp.Query, max_rows: int | None, *, in_place: bool = False) -> exp.Query:
+    """Return a copy of ``tree`` (or ``tree`` itself, ``in_place``) that returns at most ``max_rows`` rows.
 
     An existing ``LIMIT`` (from ``TOP``) is kept if it is smaller.
 
@@ -64,7 +64,7 @@ def apply_row_limit(tree: exp.Query, max_rows: int | None) -> exp.Query:
     >>> apply_row_limit(parse_one("SELECT a FROM t UNION SELECT b FROM u"), 11).sql()
     'SELECT a FROM t UNION SELECT b FROM u LIMIT 11'
     """
-    copy = tree.copy()
+    copy = tree if in_place else tree.copy()
     if max_rows is None:
         return copy
     if max_rows < 0:
@@ -78,8 +78,8 @@ def apply_row_limit(tree: exp.Query, max_rows: int | None) -> exp.Query:
     return copy
 
 
-def finalize(tree: exp.Query) -> exp.Query:
-    """Return a copy of ``tree`` ready to print: identifiers quoted, comments dropped.
+def finalize(tree: exp.Query, *, in_place: bool = False) -> exp.Query:
+    """Return a copy of ``tree`` (or ``tree`` itself, ``in_place``) ready to print: identifiers quoted, no comments.
 
     Comments are dropped because a comment written in the query could
     otherwise close the generated one and inject text.
@@ -88,7 +88,7 @@ def finalize(tree: exp.Query) -> exp.Query:
     >>> finalize(parse_one("SELECT a /* x */ FROM t")).sql()
     'SELECT "a" FROM "t"'
     """
-    copy = tree.copy()
+    copy = tree if in_place else tree.copy()
     for node in copy.walk():
         node.comments = None
         if isinstance(node, exp.Identifier):
@@ -142,11 +142,14 @@ def translate(
     if max_rows is not None and max_rows < 0:
         raise ValueError("max_rows must not be negative")
     try:
-        tree = balance_connectors(parse_adql(adql_text))
+        # Each tree below is this function's own, so the steps work in place: a copy of a
+        # wide query's tree (SELECT * of a hundred columns) costs more than its translation.
+        tree = balance_connectors(parse_adql(adql_text), in_place=True)
         used = check_grammar(tree, adql_text, features)
-        resolution = resolve(tree, catalog, adql_text)
+        resolution = resolve(tree, catalog, adql_text, in_place=True)
         description = describe(resolution, adql_text, max_rows=max_rows)
-        translated = finalize(apply_row_limit(to_postgres(resolution.tree, adql_text), max_rows))
+        rewritten = to_postgres(resolution.tree, adql_text)  # a copy: the description may refer to the tree
+        translated = finalize(apply_row_limit(rewritten, max_rows, in_place=True), in_place=True)
         sql = translated.sql(dialect="postgres")
     except RecursionError:
         # The depth limits make this unlikely; a query that still exhausts the

@@ -32,6 +32,31 @@ def test_tree_is_independent_of_later_rewrites(catalog: TableCatalog) -> None:
     assert copy.sql(dialect="postgres").endswith("LIMIT 1")
 
 
+def test_the_pipeline_steps_copy_their_input_unless_told_to_work_in_place(catalog: TableCatalog) -> None:
+    """translate() owns its intermediate trees and skips the copies; other callers keep their trees intact."""
+    from adql.dialect import parse_adql
+    from adql.grammar import balance_connectors
+    from adql.resolve import resolve
+    from adql.translate import apply_row_limit, finalize
+
+    text = "SELECT ra FROM apdb.DiaObject WHERE ra = 1 OR ra = 2 OR ra = 3 OR ra = 4 OR ra = 5"
+    parsed = parse_adql(text)
+    before = parsed.sql()
+    steps = [
+        lambda tree, **kw: balance_connectors(tree, **kw),
+        lambda tree, **kw: resolve(tree, catalog, text, **kw).tree,
+        lambda tree, **kw: apply_row_limit(tree, 10, **kw),
+        lambda tree, **kw: finalize(tree, **kw),
+    ]
+    for step in steps:
+        assert step(parsed) is not parsed
+        assert parsed.sql() == before
+    owned = parse_adql(text)
+    for step in steps:
+        assert step(owned, in_place=True) is owned
+    assert owned.sql(dialect="postgres") == translate(text, catalog, max_rows=10).sql
+
+
 def test_every_identifier_is_quoted_and_no_comment_survives(catalog: TableCatalog) -> None:
     result = translate("SELECT ra /* */ FROM apdb.DiaObject AS o -- x */ DROP\nWHERE o.dec > 0", catalog)
     assert all(identifier.quoted for identifier in result.tree.find_all(exp.Identifier))
