@@ -26,6 +26,9 @@ __all__ = ["to_postgres"]
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE)
 _MIRROR = {exp.EQ: exp.EQ, exp.NEQ: exp.NEQ, exp.LT: exp.GT, exp.LTE: exp.GTE, exp.GT: exp.LT, exp.GTE: exp.LTE}
 _BITWISE = (exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.BitwiseNot)
+#: Nodes no rule rewrites or checks (and whose children are identifiers): most of a wide
+#: select list, skipped without the rules' type tests.
+_AS_THEY_ARE = (exp.Identifier, exp.Column, exp.Star)
 
 
 def _carry(old: exp.Expr, new: exp.Expr) -> exp.Expr:
@@ -74,7 +77,7 @@ class _Rewriter:
     # ------------------------------------------------------------------ walk
 
     def visit(self, node: exp.Expr) -> exp.Expr:
-        if node._meta and node._meta.get("pg_done"):
+        if isinstance(node, _AS_THEY_ARE) or (node._meta and node._meta.get("pg_done")):
             return node
         problem = check_operands(node)
         if problem is not None:
@@ -363,15 +366,17 @@ def _top_selects(query: exp.Query) -> list[exp.Select]:
     return []
 
 
-def to_postgres(tree: exp.Query, text: str = "") -> exp.Query:
+def to_postgres(tree: exp.Query, text: str = "", *, in_place: bool = False) -> exp.Query:
     """Rewrite a resolved ADQL query into PostgreSQL with pgSphere.
 
     Parameters
     ----------
     tree
-        Output of :func:`adql.resolve.resolve` (not modified).
+        Output of :func:`adql.resolve.resolve` (not modified, unless ``in_place``).
     text
         Query text, for error positions.
+    in_place
+        Rewrite ``tree`` itself rather than a copy (for a caller that owns the tree).
 
     Returns
     -------
@@ -394,7 +399,7 @@ def to_postgres(tree: exp.Query, text: str = "") -> exp.Query:
         SPOINT(RADIANS("s"."t"."ra"), RADIANS("s"."t"."dec")) <@ SCIRCLE(SPOINT(RADIANS(10), RADIANS(20)), RADIANS(1))
       )
     """
-    copy = tree.copy()
+    copy = tree if in_place else tree.copy()
     _annotate(copy)
     rewriter = _Rewriter(text)
     _check_geometry_ordering(copy, rewriter)

@@ -148,7 +148,7 @@ def translate(
         used = check_grammar(tree, adql_text, features)
         resolution = resolve(tree, catalog, adql_text, in_place=True)
         description = describe(resolution, adql_text, max_rows=max_rows)
-        rewritten = to_postgres(resolution.tree, adql_text)  # a copy: the description may refer to the tree
+        rewritten = to_postgres(resolution.tree, adql_text, in_place=True)  # the description holds values only
         translated = finalize(apply_row_limit(rewritten, max_rows, in_place=True), in_place=True)
         sql = translated.sql(dialect="postgres")
     except RecursionError:
