@@ -3,13 +3,15 @@
 :func:`translate` runs the pipeline -- parse, check against ADQL and the
 enabled features, resolve names against the catalog, describe the query for
 the coordinator, rewrite to PostgreSQL, apply the row limit -- and returns a
-:class:`TranslatedQuery`: the SQL text, the result column metadata, the
-typed description and the sqlglot tree (so the coordinator can split the
-query into worker and merge parts without parsing it again).
+:class:`TranslatedQuery`: the result column metadata, the typed
+description, the sqlglot tree (so the coordinator can split the query into
+worker and merge parts without parsing it again) and, generated when first
+asked for, the SQL text.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,23 +36,33 @@ class TranslatedQuery:
 
     Attributes
     ----------
-    sql
-        PostgreSQL text for one unsharded database holding the tables.
     columns
         Result column metadata, in order.
     description
         What the coordinator needs to plan the query.
     tree
-        The sqlglot tree of ``sql`` (generate it with ``dialect="postgres"``).
+        The sqlglot tree of :attr:`sql` (generate it with ``dialect="postgres"``); shared, so
+        copy it before changing it.
     features
         The optional ADQL features the query uses.
     """
 
-    sql: str
     columns: tuple[ResultColumn, ...]
     description: QueryDescription
     tree: exp.Query
     features: frozenset[Feature] = frozenset()
+
+    @functools.cached_property
+    def sql(self) -> str:
+        """PostgreSQL text for one unsharded database holding the tables.
+
+        Generated on first use: the query engine plans from :attr:`tree` and never
+        needs it, and generating it costs as much as a sixth of the translation.
+        """
+        try:
+            return self.tree.sql(dialect="postgres")
+        except RecursionError:
+            raise _too_complex() from None
 
 
 def apply_row_limit(tree: exp.Query, max_rows: int | None, *, in_place: bool = False) -> exp.Query:
@@ -150,12 +162,15 @@ def translate(
         description = describe(resolution, adql_text, max_rows=max_rows)
         rewritten = to_postgres(resolution.tree, adql_text, in_place=True)  # the description holds values only
         translated = finalize(apply_row_limit(rewritten, max_rows, in_place=True), in_place=True)
-        sql = translated.sql(dialect="postgres")
     except RecursionError:
-        # The depth limits make this unlikely; a query that still exhausts the
-        # stack is too complex, which is the user's to fix.
-        raise AdqlSyntaxError(
-            "the query is too complex to translate", line=1, column=1, hint="split it or simplify its expressions"
-        ) from None
+        raise _too_complex() from None
     columns = tuple(ResultColumn.from_type(output.name, output.type) for output in resolution.outputs)
-    return TranslatedQuery(sql=sql, columns=columns, description=description, tree=translated, features=used)
+    return TranslatedQuery(columns=columns, description=description, tree=translated, features=used)
+
+
+def _too_complex() -> AdqlSyntaxError:
+    # The depth limits make this unlikely; a query that still exhausts the
+    # stack is too complex, which is the user's to fix.
+    return AdqlSyntaxError(
+        "the query is too complex to translate", line=1, column=1, hint="split it or simplify its expressions"
+    )
