@@ -408,9 +408,13 @@ def _alias_of(table: exp.Table, ref: TableRef, select: exp.Select) -> str:
 
 
 def chunk_local_select(
-    select: exp.Select, layout: LevelLayout, index_ranges: Mapping[int, list[PixelRange]] | None = None
+    select: exp.Select,
+    layout: LevelLayout,
+    index_ranges: Mapping[int, list[PixelRange]] | None = None,
+    *,
+    in_place: bool = False,
 ) -> exp.Select:
-    """A copy of ``select`` whose partitioned tables read only the sentinel chunk list.
+    """A copy of ``select`` (or ``select`` itself, ``in_place``) whose partitioned tables read only the sentinel chunks.
 
     The caller replaces :data:`CHUNK_LIST_SENTINEL` in the SQL text with the
     chunk ids given to each worker.  ``index_ranges`` (by table occurrence)
@@ -418,7 +422,7 @@ def chunk_local_select(
     (:mod:`sharding.coordinator.index_ranges`).
     """
     index_ranges = index_ranges or {}
-    copy = select.copy()
+    copy = select if in_place else select.copy()
     overlap_occurrences = set(layout.overlap_partner)
     link_clauses = {occ: _clause_index(copy, cond) for occ, cond in layout.overlap_condition.items()}
     aliases: dict[int, str] = {}

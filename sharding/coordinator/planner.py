@@ -54,8 +54,10 @@ if TYPE_CHECKING:
 __all__ = ["CoordinatorSession", "FinalStep", "LevelShape", "LevelShapeCache", "Planner"]
 
 
-def _pg(node: exp.Expr) -> str:
-    return node.sql(dialect="postgres")
+def _pg(node: exp.Expr, *, owned: bool = False) -> str:
+    """PostgreSQL text of ``node``; sqlglot's generator changes the tree it prints, so a tree
+    still in use is printed from a copy, and only a throw-away one (``owned``) directly."""
+    return node.sql(dialect="postgres", copy=not owned)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,17 @@ def expression_subqueries(select: exp.Select) -> list[exp.Query]:
             if query is not clause and _nearest_query(query, clause) is None:
                 found.append(query)
     return found
+
+
+def _has_nested_levels(select: exp.Select, is_placeholder: Callable[[exp.Expr], bool]) -> bool:
+    """Whether the level has WITH queries, derived tables or subqueries still to run first."""
+    if select.args.get("with_") is not None:
+        return True
+    items = [select.args["from_"].this] if select.args.get("from_") else []
+    items += [join.this for join in select.args.get("joins") or []]
+    if any(isinstance(item, exp.Subquery) and not is_placeholder(item) for item in items):
+        return True
+    return any(not is_placeholder(query) for query in expression_subqueries(select))
 
 
 def _select_star_from(table: str) -> exp.Select:
@@ -271,7 +284,10 @@ class Planner:
             shape = self.engine.level_shapes.get(original)
             if shape is not None:
                 return await self._run_partitioned(original, shape, description)
-        select = original.copy()
+        # Nested levels are replaced in place, so only a level that has some needs its own
+        # copy; the steps below copy what they change (a copy of a wide tree costs more
+        # than planning a simple level).
+        select = original.copy() if _has_nested_levels(original, self._is_placeholder) else original
         await self._replace_ctes(select, description)
         await self._replace_derived_tables(select, description)
         await self._replace_expression_subqueries(select, description)
@@ -303,10 +319,13 @@ class Planner:
             return LevelShape(layout, order, margin, count_answer=count_answer)
         split = split_level(select)
         index_ranges = occurrence_ranges(description.healpix_targets) if description is not None else {}
-        worker_text = await self._render(chunk_local_select(split.worker, layout, index_ranges), for_workers=True)
+        # split.worker is the split's own copy and is needed only for this text.
+        worker = chunk_local_select(split.worker, layout, index_ranges, in_place=True)
+        worker_text = await self._render(worker, for_workers=True, owned=True)
         whole_text = worker_text
         if split.merge is not None:
-            whole_text = await self._render(chunk_local_select(select, layout, index_ranges), for_workers=True)
+            whole = chunk_local_select(select, layout, index_ranges)
+            whole_text = await self._render(whole, for_workers=True, owned=True)
         return LevelShape(layout, order, margin, split=split, worker_text=worker_text, whole_text=whole_text)
 
     async def _run_partitioned(
@@ -508,9 +527,12 @@ class Planner:
     def _has_placeholders(self, tree: exp.Expr) -> bool:
         return any(table.name in self.relations for table in tree.find_all(exp.Table))
 
-    async def _render(self, tree: exp.Expr, *, for_workers: bool) -> str:
-        """The tree's SQL text with placeholders replaced: inline rows for workers, table names here."""
-        text = _pg(tree)
+    async def _render(self, tree: exp.Expr, *, for_workers: bool, owned: bool = False) -> str:
+        """The tree's SQL text with placeholders replaced: inline rows for workers, table names here.
+
+        ``owned``: the tree is thrown away afterwards, so it is printed without a copy.
+        """
+        text = _pg(tree, owned=owned)
         for placeholder, relation in self.relations.items():
             quoted = self._ident(placeholder)
             if quoted not in text:
