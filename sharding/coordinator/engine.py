@@ -26,10 +26,10 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -48,6 +48,7 @@ from sharding.coordinator.uploads import UploadedTable, upload_table_info
 __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRANSLATION_CACHE_SIZE = 512
 METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
@@ -248,7 +249,7 @@ class QueryEngine:
                     raise
                 stack, result = await self._opened(adql_text, max_rows, uploads)
             else:
-                if check is not None and await check.stale():  # before the caller sees a row
+                if check is not None and await _closing_on_error(stack, check.stale()):  # before any row is seen
                     await stack.aclose()
                     stack, result = await self._opened(adql_text, max_rows, uploads)
             async with stack:
@@ -362,6 +363,15 @@ class _EpochCheck:
     def cancel(self) -> None:
         """Stop the read if it still runs (the query ended first)."""
         self.task.cancel()
+
+
+async def _closing_on_error(stack: AsyncExitStack, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``; if it fails or is cancelled, close ``stack`` (the worker statements) first."""
+    try:
+        return await awaitable
+    except BaseException as exc:
+        await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
 
 
 def _retrieve_outcome(task: asyncio.Task[int | None]) -> None:

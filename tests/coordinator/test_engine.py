@@ -174,6 +174,88 @@ def test_a_warm_engine_reads_the_metadata_epoch_while_the_worker_statement_runs(
     assert epoch_reads == [True, True]
 
 
+def test_a_query_cancelled_while_its_epoch_read_is_pending_ends_its_worker_statements(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    """Rows are held back until the epoch is confirmed; a caller that gives up meanwhile must not strand them.
+
+    Small batches keep the worker's attempt waiting for the caller, so a stream
+    that was never closed would leave its worker transaction open.  (The engine
+    closes it explicitly; asyncio's finalizer of the abandoned generators would
+    too, later, once they are collected.)
+    """
+    import asyncio
+
+    import psycopg
+
+    from sharding.coordinator.execution import Execution
+    from sharding.coordinator.node_pools import APPLICATION_NAME
+
+    cluster = make_cluster(1)
+    _loaded_survey(cluster, seed=10)
+    query = "SELECT diaSourceId, band FROM apdb.DiaSource"
+
+    def open_worker_transactions() -> int:
+        with psycopg.connect(cluster.topology.workers[0].dsn) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'",
+                (APPLICATION_NAME,),
+            ).fetchone()[0]
+
+    async def main() -> list[tuple]:
+        engine = QueryEngine(cluster.topology)
+        engine.dispatcher.batch_rows = 10
+        try:
+            async with engine.query_async(query) as result:
+                expected = [row async for row in result.rows]
+            assert len(expected) > 30
+            asked = engine.dispatcher.coordinator_rows
+            release = asyncio.Event()
+
+            async def epoch_when_released(statement: object, params: object = ()) -> list[tuple]:
+                if statement == METADATA_EPOCH_QUERY:
+                    await release.wait()
+                return await asked(statement, params)
+
+            engine.dispatcher.coordinator_rows = epoch_when_released  # type: ignore[method-assign]
+            opened = asyncio.Event()
+            opening = Execution.open_cursor
+
+            async def noting_opening(self: Execution, *args: object, **kwargs: object) -> object:
+                cursor = await opening(self, *args, **kwargs)
+                opened.set()
+                return cursor
+
+            Execution.open_cursor = noting_opening  # type: ignore[method-assign]
+            try:
+
+                async def run() -> None:
+                    async with engine.query_async(query) as result:
+                        [row async for row in result.rows]
+
+                task = asyncio.create_task(run())
+                await asyncio.wait_for(opened.wait(), 30)
+                await asyncio.sleep(0.2)  # the first batch is in; the query waits for the epoch
+                assert not task.done()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            finally:
+                Execution.open_cursor = opening  # type: ignore[method-assign]
+            for _ in range(100):
+                if await asyncio.to_thread(open_worker_transactions) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(open_worker_transactions) == 0
+            release.set()
+            async with engine.query_async(query) as result:  # the engine still works
+                return sorted(expected) == sorted([row async for row in result.rows])
+        finally:
+            await engine.dispatcher.close()
+
+    assert asyncio.run(main()) is True
+
+
 def test_worker_transactions_end_after_the_caller_has_the_rows(
     make_cluster: Callable[..., DatabaseCluster], caplog: pytest.LogCaptureFixture
 ) -> None:
