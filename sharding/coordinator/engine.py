@@ -285,7 +285,7 @@ class QueryEngine:
         if uploads:
             await planner.add_uploads(uploads, translated.tree)
         try:
-            final = await planner.plan(translated.tree, translated.description)
+            final = await planner.plan(translated.tree, translated.description, final=True)
         except psycopg.Error as exc:
             raise coordinator_error(exc) from None
         batches = await stack.enter_async_context(self._final_batches(final, session))
@@ -300,7 +300,7 @@ class QueryEngine:
         stream = final.stream(self.dispatcher)
         try:
             await stream.start()
-            yield stream.batches()
+            yield _cut(stream.batches(), final.skip, final.take) if final.capped else stream.batches()
         finally:
             await stream.aclose()
 
@@ -383,6 +383,32 @@ def _retrieve_outcome(task: asyncio.Task[int | None]) -> None:
 async def _clean_up(planner: Planner) -> None:
     with suppress(psycopg.Error):
         await planner.cleanup()
+
+
+async def _cut(
+    batches: AsyncIterator[list[tuple[Any, ...]]], skip: int, take: int | None
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The rows of ``batches`` after the first ``skip``, at most ``take`` of them (None: all)."""
+    try:
+        async for batch in batches:
+            if skip:
+                dropped = min(skip, len(batch))
+                batch, skip = batch[dropped:], skip - dropped
+            if take is not None:
+                batch = batch[:take]
+                take -= len(batch)
+            if batch:
+                yield batch
+            if take == 0:
+                return
+    finally:
+        await _close_async_iterator(batches)  # stops the workers still running
+
+
+async def _close_async_iterator(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _rows_of(batches: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterator[tuple[Any, ...]]:

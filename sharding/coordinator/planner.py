@@ -107,11 +107,23 @@ class LevelShapeCache:
 
 @dataclass
 class FinalStep:
-    """The last phase of a level: SQL for the coordinator, or a request to the workers."""
+    """The last phase of a level: SQL for the coordinator, or a request to the workers.
+
+    A worker step of the query's last level may be capped: its caller skips
+    ``skip`` rows of the stream and stops after ``take`` (None: no cap), which
+    answers a LIMIT/OFFSET without ORDER BY (any rows will do) without a merge.
+    """
 
     on_coordinator: bool
     sql: str | None = None
     request: Callable[[Dispatcher], Any] | None = None
+    skip: int = 0
+    take: int | None = None
+
+    @property
+    def capped(self) -> bool:
+        """Whether the stream's rows must be cut (see the class docstring)."""
+        return self.skip > 0 or self.take is not None
 
     def stream(self, dispatcher: Dispatcher) -> Any:
         """The (not yet started) row stream of a worker step."""
@@ -120,6 +132,7 @@ class FinalStep:
 
     async def gather(self, dispatcher: Dispatcher, session: psycopg.AsyncConnection, table: str) -> None:
         """Copy a worker step's rows into a new temporary table of the coordinator session."""
+        assert not self.capped, "a capped step is only ever the final one, streamed"
         await dispatcher.gather(self.stream(dispatcher), into=session, table=table)
 
 
@@ -143,6 +156,25 @@ def expression_subqueries(select: exp.Select) -> list[exp.Query]:
             if query is not clause and _nearest_query(query, clause) is None:
                 found.append(query)
     return found
+
+
+def _stream_cap(select: exp.Select) -> tuple[int, int | None] | None:
+    """(OFFSET, LIMIT) of a level whose rows need no order, no DISTINCT and no grouping; else None."""
+    if any(select.args.get(key) is not None for key in ("order", "distinct", "group", "having")):
+        return None
+    limit, offset = select.args.get("limit"), select.args.get("offset")
+    if limit is None and offset is None:
+        return None
+    values = []
+    for clause in (offset, limit):
+        if clause is None:
+            values.append(None)
+            continue
+        literal = clause.expression
+        if not (isinstance(literal, exp.Literal) and literal.is_int):
+            return None
+        values.append(int(literal.this))
+    return values[0] or 0, values[1]
 
 
 def _has_nested_levels(select: exp.Select, is_placeholder: Callable[[exp.Expr], bool]) -> bool:
@@ -220,16 +252,20 @@ class Planner:
         if self.uploads:
             use_upload_relations(tree, self.uploads)
 
-    async def plan(self, tree: exp.Query, description: QueryDescription | None) -> FinalStep:
-        """Run the nested levels of ``tree`` and return its final step."""
+    async def plan(self, tree: exp.Query, description: QueryDescription | None, *, final: bool = False) -> FinalStep:
+        """Run the nested levels of ``tree`` and return its final step.
+
+        ``final``: the step's rows go to the caller (not into a temporary table),
+        so a LIMIT without ORDER BY may be applied to the stream.
+        """
         if description is not None and description.is_single_node and not self._has_placeholders(tree):
             return self._single_node(tree)
         if isinstance(tree, exp.SetOperation):
             return await self._set_operation(tree, description)
         if isinstance(tree, exp.Subquery):
-            return await self.plan(tree.this, description)
+            return await self.plan(tree.this, description, final=final)
         assert isinstance(tree, exp.Select)
-        return await self._select(tree, description)
+        return await self._select(tree, description, final=final)
 
     async def materialize(self, tree: exp.Query, description: QueryDescription | None) -> MaterializedRelation:
         """Run a nested level into a temporary table of the session."""
@@ -275,7 +311,7 @@ class Planner:
         combined.set("expression", self._select_all(right))
         return FinalStep(on_coordinator=True, sql=_pg(combined))
 
-    async def _select(self, original: exp.Select, description: QueryDescription | None) -> FinalStep:
+    async def _select(self, original: exp.Select, description: QueryDescription | None, *, final: bool) -> FinalStep:
         # A level without nested queries or uploads is planned from its SQL alone, so the
         # shape planned for the same (cached) translation is reused: no tree copies, no
         # SQL generation for a query seen before.
@@ -283,7 +319,7 @@ class Planner:
         if reusable:
             shape = self.engine.level_shapes.get(original)
             if shape is not None:
-                return await self._run_partitioned(original, shape, description)
+                return await self._run_partitioned(original, shape, description, final=final)
         # Nested levels are replaced in place, so only a level that has some needs its own
         # copy; the steps below copy what they change (a copy of a wide tree costs more
         # than planning a simple level).
@@ -306,7 +342,7 @@ class Planner:
         shape = await self._level_shape(select, description)
         if reusable and not self.relations:
             self.engine.level_shapes.put(original, shape)
-        return await self._run_partitioned(select, shape, description)
+        return await self._run_partitioned(select, shape, description, final=final)
 
     async def _level_shape(self, select: exp.Select, description: QueryDescription | None) -> LevelShape:
         catalog = self.engine.catalog()
@@ -329,7 +365,7 @@ class Planner:
         return LevelShape(layout, order, margin, split=split, worker_text=worker_text, whole_text=whole_text)
 
     async def _run_partitioned(
-        self, select: exp.Select, shape: LevelShape, description: QueryDescription | None
+        self, select: exp.Select, shape: LevelShape, description: QueryDescription | None, *, final: bool
     ) -> FinalStep:
         if shape.count_answer is not None:
             return FinalStep(on_coordinator=True, sql=shape.count_answer)
@@ -376,6 +412,12 @@ class Planner:
             return self._worker_step(lambda d: d.single(whole))
         step = self._worker_step(lambda d: d.scatter(sql_for, placed, chunk_map))
         if split.merge is None:
+            return step
+        cap = _stream_cap(select) if final and split.strategy == "sorted" else None
+        if cap is not None:
+            # Every worker returns at most OFFSET + LIMIT rows (the split's worker query);
+            # any of them answer, so the caller cuts the stream instead of a merge.
+            step.skip, step.take = cap
             return step
         table = f"_dms_tmp_{self._next_serial()}"
         session = await self.session.get()

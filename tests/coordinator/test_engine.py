@@ -256,6 +256,48 @@ def test_a_query_cancelled_while_its_epoch_read_is_pending_ends_its_worker_state
     assert asyncio.run(main()) is True
 
 
+@pytest.mark.parametrize(
+    ("adql", "max_rows", "expected_count"),
+    [
+        ("SELECT TOP 25 diaSourceId, band FROM apdb.DiaSource", None, lambda total: 25),
+        ("SELECT diaSourceId, band FROM apdb.DiaSource", 40, lambda total: 40),  # TAP's MAXREC
+        ("SELECT diaSourceId, band FROM apdb.DiaSource OFFSET 30", None, lambda total: total - 30),
+        ("SELECT TOP 7 diaSourceId, band FROM apdb.DiaSource OFFSET 30", 100, lambda total: 7),
+        ("SELECT TOP 0 diaSourceId, band FROM apdb.DiaSource", None, lambda total: 0),
+    ],
+)
+def test_a_limit_without_order_streams_a_cut_of_the_workers_rows_without_a_merge(
+    make_cluster: Callable[..., DatabaseCluster],
+    monkeypatch: pytest.MonkeyPatch,
+    adql: str,
+    max_rows: int | None,
+    expected_count: Callable[[int], int],
+) -> None:
+    """Any rows answer a LIMIT without ORDER BY: as many as asked, all distinct, all from the table.
+
+    The rows come straight from the workers (each asked for OFFSET + LIMIT at
+    most) and the caller's side cuts the stream, with no gather and merge on
+    the coordinator.
+    """
+    from sharding.coordinator.dispatch import Dispatcher
+
+    cluster = make_cluster(2)
+    sources = _loaded_survey(cluster, seed=12)["apdb.DiaSource"]
+    every_row = {(int(i), b) for i, b in zip(sources["diaSourceId"], sources["band"], strict=True)}
+    with QueryEngine(cluster.topology) as engine:
+        assert len(engine.chunk_map(engine.catalog().layout("apdb").chunk_order).placed(None)) > 1
+
+        def refused(*_args: object, **_kwargs: object) -> None:
+            raise AssertionError("the query was gathered for a merge")
+
+        monkeypatch.setattr(Dispatcher, "gather", refused)
+        with engine.query(adql, max_rows=max_rows) as result:
+            rows = [(int(i), b) for i, b in result]
+    assert len(rows) == expected_count(len(every_row))
+    assert len(set(rows)) == len(rows)
+    assert set(rows) <= every_row
+
+
 def test_worker_transactions_end_after_the_caller_has_the_rows(
     make_cluster: Callable[..., DatabaseCluster], caplog: pytest.LogCaptureFixture
 ) -> None:
