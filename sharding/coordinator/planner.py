@@ -21,9 +21,9 @@ counts the loader keeps, without asking any worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -50,6 +50,7 @@ from sharding.coordinator.uploads import UploadedTable, crossmatch_chunks, store
 if TYPE_CHECKING:
     from sharding.coordinator.dispatch import Dispatcher
     from sharding.coordinator.engine import QueryEngine
+    from sharding.healpix import PixelRange
 
 __all__ = ["CoordinatorSession", "FinalStep", "LevelShape", "LevelShapeCache", "Planner"]
 
@@ -60,19 +61,23 @@ def _pg(node: exp.Expr, *, owned: bool = False) -> str:
     return node.sql(dialect="postgres", copy=not owned)
 
 
-@dataclass(frozen=True)
+@dataclass
 class LevelShape:
     """What planning a partitioned level derives from its SQL alone (no data, no placement).
 
     Either ``count_answer`` (a whole-table ``COUNT(*)`` read from the row
-    counts) or the split and the worker SQL with the chunk-list sentinel, and
-    ``whole_text``: the level itself, unsplit, for a single chunk.
+    counts) or, made when first needed (:meth:`Planner._split_texts`,
+    :meth:`Planner._whole_text`), the split and the worker SQL with the
+    chunk-list sentinel for several chunks, and ``whole_text``, the level
+    itself unsplit, for a single chunk: most cones touch one chunk and never
+    need the split.
     """
 
     layout: LevelLayout
     chunk_order: int
     overlap_deg: float
     count_answer: str | None = None
+    index_ranges: Mapping[int, list[PixelRange]] = field(default_factory=dict)
     split: SplitQuery | None = None
     worker_text: str | None = None
     whole_text: str | None = None
@@ -353,24 +358,32 @@ class Planner:
         count_answer = self._row_count_answer(select, layout)
         if count_answer is not None:
             return LevelShape(layout, order, margin, count_answer=count_answer)
-        split = split_level(select)
         index_ranges = occurrence_ranges(description.healpix_targets) if description is not None else {}
-        # split.worker is the split's own copy and is needed only for this text.
-        worker = chunk_local_select(split.worker, layout, index_ranges, in_place=True)
-        worker_text = await self._render(worker, for_workers=True, owned=True)
-        whole_text = worker_text
-        if split.merge is not None:
-            whole = chunk_local_select(select, layout, index_ranges)
-            whole_text = await self._render(whole, for_workers=True, owned=True)
-        return LevelShape(layout, order, margin, split=split, worker_text=worker_text, whole_text=whole_text)
+        return LevelShape(layout, order, margin, index_ranges=index_ranges)
+
+    async def _split_texts(self, select: exp.Select, shape: LevelShape) -> tuple[SplitQuery, str]:
+        """The level's split and its worker SQL (sentinel chunk list), made once per shape."""
+        if shape.split is None or shape.worker_text is None:
+            split = split_level(select)
+            # split.worker is the split's own copy and is needed only for this text.
+            worker = chunk_local_select(split.worker, shape.layout, shape.index_ranges, in_place=True)
+            shape.worker_text = await self._render(worker, for_workers=True, owned=True)
+            shape.split = split
+        return shape.split, shape.worker_text
+
+    async def _whole_text(self, select: exp.Select, shape: LevelShape) -> str:
+        """The level itself, chunk-local but not split (for a single chunk), made once per shape."""
+        if shape.whole_text is None:
+            whole = chunk_local_select(select, shape.layout, shape.index_ranges)
+            shape.whole_text = await self._render(whole, for_workers=True, owned=True)
+        return shape.whole_text
 
     async def _run_partitioned(
         self, select: exp.Select, shape: LevelShape, description: QueryDescription | None, *, final: bool
     ) -> FinalStep:
         if shape.count_answer is not None:
             return FinalStep(on_coordinator=True, sql=shape.count_answer)
-        assert shape.split is not None and shape.worker_text is not None and shape.whole_text is not None
-        layout, split, worker_text = shape.layout, shape.split, shape.worker_text
+        layout = shape.layout
         chunks = await self._chunk_set(layout, description, shape.chunk_order, shape.overlap_deg)
         if self.uploads:
             matched = await crossmatch_chunks(
@@ -385,6 +398,17 @@ class Planner:
                 chunks = matched if chunks is None else chunks & matched
         chunk_map = self.engine.chunk_map(shape.chunk_order)
         placed = chunk_map.placed(chunks)
+        if len(placed) <= 1:
+            # Every row the level can see is in one chunk, so one statement on one of its
+            # replicas runs the whole level (ORDER BY, aggregates and all), with no merge.
+            # With no chunk at all, any worker runs it over none, so that an aggregate
+            # still returns its one row and the column types are known.
+            listed = ", ".join(str(int(c)) for c in placed) or "NULL"
+            whole = (await self._whole_text(select, shape)).replace(CHUNK_LIST_SENTINEL, listed)
+            if placed:
+                return self._worker_step(lambda d: d.scatter(lambda _chunk_ids: whole, placed, chunk_map))
+            return self._worker_step(lambda d: d.single(whole))
+        split, worker_text = await self._split_texts(select, shape)
 
         def sql_for(chunk_ids: Sequence[int]) -> str:
             if layout.overlap_partner and len(chunk_ids) > 1:
@@ -400,16 +424,6 @@ class Planner:
             listed = ", ".join(str(int(c)) for c in chunk_ids) or "NULL"
             return worker_text.replace(CHUNK_LIST_SENTINEL, listed)
 
-        if len(placed) <= 1:
-            # Every row the level can see is in one chunk, so one statement on one of its
-            # replicas runs the whole level (ORDER BY, aggregates and all), with no merge.
-            # With no chunk at all, any worker runs it over none, so that an aggregate
-            # still returns its one row and the column types are known.
-            listed = ", ".join(str(int(c)) for c in placed) or "NULL"
-            whole = shape.whole_text.replace(CHUNK_LIST_SENTINEL, listed)
-            if placed:
-                return self._worker_step(lambda d: d.scatter(lambda _chunk_ids: whole, placed, chunk_map))
-            return self._worker_step(lambda d: d.single(whole))
         step = self._worker_step(lambda d: d.scatter(sql_for, placed, chunk_map))
         if split.merge is None:
             return step
