@@ -367,8 +367,8 @@ class Planner:
             split = split_level(select)
             # split.worker is the split's own copy and is needed only for this text.
             worker = chunk_local_select(split.worker, shape.layout, shape.index_ranges, in_place=True)
-            shape.worker_text = await self._render(worker, for_workers=True, owned=True)
-            shape.split = split
+            text = await self._render(worker, for_workers=True, owned=True)
+            shape.split, shape.worker_text = split, text  # together: a shape may be shared by queries
         return shape.split, shape.worker_text
 
     async def _whole_text(self, select: exp.Select, shape: LevelShape) -> str:
