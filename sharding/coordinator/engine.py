@@ -26,8 +26,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -386,10 +386,10 @@ async def _clean_up(planner: Planner) -> None:
 
 
 async def _cut(
-    batches: AsyncIterator[list[tuple[Any, ...]]], skip: int, take: int | None
+    batches: AsyncGenerator[list[tuple[Any, ...]], None], skip: int, take: int | None
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """The rows of ``batches`` after the first ``skip``, at most ``take`` of them (None: all)."""
-    try:
+    async with aclosing(batches):  # closing the stream stops the workers still running
         async for batch in batches:
             if skip:
                 dropped = min(skip, len(batch))
@@ -401,14 +401,6 @@ async def _cut(
                 yield batch
             if take == 0:
                 return
-    finally:
-        await _close_async_iterator(batches)  # stops the workers still running
-
-
-async def _close_async_iterator(iterator: AsyncIterator[Any]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def _rows_of(batches: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterator[tuple[Any, ...]]:

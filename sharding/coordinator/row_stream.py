@@ -12,7 +12,7 @@ and pushes back on the workers when the caller is slow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -101,7 +101,7 @@ class RowStream:
                 return None
             await self._guarded(execution.wait_until(lambda: self._ready(execution)))
 
-    async def batches(self) -> AsyncIterator[list[tuple]]:
+    async def batches(self) -> AsyncGenerator[list[tuple], None]:
         """Iterate over batches (cheaper than row by row for writers of whole batches)."""
         try:
             while (batch := await self.next_batch()) is not None:
