@@ -272,4 +272,4 @@ def _astropy_batches(source: InputSource, table: Table, batch_rows: int) -> Iter
         for column in frame.columns:
             if frame[column].dtype == object:
                 frame[column] = frame[column].map(lambda v: v.decode() if isinstance(v, bytes) else v)
-        yield pa.Table.from_pandas(frame, preserve_index=False)
+        yield from frame_batches(frame, batch_rows)
