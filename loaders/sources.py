@@ -252,7 +252,9 @@ def _fits(source: InputSource, batch_rows: int, _strings: frozenset[str] | None)
                 f"{source.name} is shorter than its FITS header says: {exc}",
                 hint="the file was truncated; regenerate or re-copy it",
             ) from None
-    yield from _astropy_batches(source, table, batch_rows)
+    # A mapped table is not masked, so its empty strings arrive as "", where astropy masks them
+    # (NULL) in a file it reads whole: a .fits and a .fits.gz of the same table must load alike.
+    yield from _astropy_batches(source, table, batch_rows, empty_strings_are_null=True)
 
 
 def _votable(source: InputSource, batch_rows: int, _strings: frozenset[str] | None) -> Iterator[pa.Table]:
@@ -263,13 +265,21 @@ def _votable(source: InputSource, batch_rows: int, _strings: frozenset[str] | No
     yield from _astropy_batches(source, Table.read(source.path, format="votable"), batch_rows)
 
 
-def _astropy_batches(source: InputSource, table: Table, batch_rows: int) -> Iterator[pa.Table]:
+def _astropy_batches(
+    source: InputSource, table: Table, batch_rows: int, *, empty_strings_are_null: bool = False
+) -> Iterator[pa.Table]:
     """Arrow batches of an astropy table, converted a batch at a time (FITS strings arrive as bytes)."""
     if len(table) == 0:
         raise LoadInputError(f"{source.name} holds no rows")
+
+    def text(value: object) -> object:
+        if isinstance(value, bytes):
+            value = value.decode()
+        return None if empty_strings_are_null and value == "" else value
+
     for start in range(0, len(table), batch_rows):
         frame = table[start : start + batch_rows].to_pandas()
         for column in frame.columns:
             if frame[column].dtype == object:
-                frame[column] = frame[column].map(lambda v: v.decode() if isinstance(v, bytes) else v)
+                frame[column] = frame[column].map(text)
         yield from frame_batches(frame, batch_rows)
