@@ -20,6 +20,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from sharding.healpix import merge_bounds
+
 
 class KeyRanges:
     """The union of [smallest, largest] key of each partition, as sorted disjoint intervals.
@@ -32,16 +34,9 @@ class KeyRanges:
     """
 
     def __init__(self, intervals: Iterable[tuple[int, int]]) -> None:
-        lows: list[int] = []
-        highs: list[int] = []
-        for low, high in sorted(intervals):
-            if lows and low <= highs[-1]:
-                highs[-1] = max(highs[-1], high)
-            else:
-                lows.append(low)
-                highs.append(high)
-        self._lows = np.array(lows, dtype=np.int64)
-        self._highs = np.array(highs, dtype=np.int64)
+        pairs = np.array(list(intervals), dtype=np.int64).reshape(-1, 2)
+        # Joining ranges that overlap keeps the union of closed intervals as it is.
+        self._lows, self._highs = merge_bounds(pairs[:, 0], pairs[:, 1])
 
     def might_hold(self, values: np.ndarray) -> np.ndarray:
         """Which ``values`` lie inside some partition's key range (only those can be present)."""

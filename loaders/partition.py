@@ -80,7 +80,7 @@ class DirectorLocations:
         if self._ids.size == 0:
             missing = np.full(keys.size, -1, np.int64)
             return np.zeros(keys.size, bool), missing, missing.copy()
-        # A hash look-up: a binary search of 2 * 10^5 unsorted ids took ~25 ms a batch, this ~3 ms.
+        # A hash look-up: a binary search of a batch's unsorted keys in 2 * 10^5 ids took ~25 ms a batch, this ~3 ms.
         if self._positions is None:
             self._positions = pd.Index(self._ids)
         slot = self._positions.get_indexer(keys)
