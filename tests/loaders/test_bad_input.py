@@ -448,6 +448,31 @@ def test_a_child_key_already_loaded_is_refused_among_new_keys_inside_and_outside
     assert sum(count_everywhere(cluster, "apdb", "DiaSource")) == loaded + 4
 
 
+def test_an_append_of_keys_beyond_every_loaded_range_asks_the_workers_nothing(
+    make_cluster: Callable[..., DatabaseCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly case: new ids above every loaded one need no look-up of existing keys on the workers."""
+    import loaders.bulk_load
+
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=5)
+    load_inputs(cluster.topology, "apdb.DiaObject", [dia_objects(BASE_IDS, first_id=1)])
+    objects = list(range(1, BASE_IDS + 1))
+
+    def sources(ids: list[int]) -> pd.DataFrame:
+        frame = dia_sources([objects[i % len(objects)] for i in range(len(ids))])
+        frame["diaSourceId"] = np.array(ids, dtype=np.int64)
+        return frame
+
+    load_inputs(cluster.topology, "apdb.DiaSource", [sources(list(range(5000, 5200)))])
+
+    def not_asked(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the workers were asked about keys beyond every partition's range")
+
+    monkeypatch.setattr(loaders.bulk_load, "_existing_keys", not_asked)
+    assert load_inputs(cluster.topology, "apdb.DiaSource", [sources(list(range(6000, 6100)))]).rows == 100
+
+
 def test_a_replicated_key_already_loaded_is_refused_and_new_keys_in_its_range_load(
     make_cluster: Callable[..., DatabaseCluster],
 ) -> None:
