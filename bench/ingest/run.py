@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         "--append-rows",
         type=int,
         default=1_000_000,
-        help="then append this many DiaSources with new ids into the first run's partitions (0: skip)",
+        help="then append this many DiaSources (at most --rows) with new ids into the first run's partitions (0: skip)",
     )
     parser.add_argument(
         "--indexed-baseline",
@@ -488,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the cluster directory (debugging)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "ingest.json")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if not 0 <= args.append_rows <= args.rows:
+        parser.error(f"--append-rows must be between 0 and --rows ({args.rows:,}), got {args.append_rows:,}")
 
     from dms_db.catalog_service import deploy_schema_file
     from dms_db.cluster import bring_up
@@ -553,9 +557,10 @@ def main(argv: list[str] | None = None) -> int:
         dsns = [node.dsn for node in topology.nodes]
         loader_runs, baseline_runs = [], []
         to_profile = profile_path
-        for run in range(1, max(1, args.repeats) + 1):
+        for run in range(1, args.repeats + 1):
             # Each loader run loads into a catalog of its own (the same schema deployed again
-            # under another name), so that every run is the same first load of an empty table.
+            # under another name), so that every run loads into empty tables; the earlier runs'
+            # rows stay on the workers.
             schema = "apdb" if run == 1 else f"apdb_run{run}"
             deploy_schema_file(config, "apdb", name=schema, chunk_order=order)
             start = time.perf_counter()
@@ -602,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.append_rows > 0:
             print("timing an append into the existing partitions ...", flush=True)
             wait_for_autovacuum(dsns)
-            results["append"] = append_phase(topology, paths["DiaSource"], min(args.append_rows, rows), home)
+            appended = min(args.append_rows, rows)  # fewer only when the simulation gave fewer (warned above)
+            results["append"] = append_phase(topology, paths["DiaSource"], appended, home)
         if args.indexed_baseline:
             print("timing the indexed baseline ...", flush=True)
             server_cpu = settled_cpu_seconds(pids)
