@@ -26,10 +26,10 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
@@ -48,7 +48,6 @@ from sharding.coordinator.uploads import UploadedTable, upload_table_info
 __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 TRANSLATION_CACHE_SIZE = 512
 METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
@@ -189,9 +188,10 @@ class QueryEngine:
         epoch = int(rows[0][0])
         if epoch != self._metadata_epoch:
             self.refresh()
-            self._metadata_epoch = epoch
             registered = await self.dispatcher.coordinator_rows(ACTIVE_WORKERS_SQL)
             self.dispatcher.add_workers([NodeSpec(name, NodeRole.WORKER, dsn) for name, dsn, _ in registered])
+            # Recorded last: a refresh cut short (its query cancelled) is done again by the next query.
+            self._metadata_epoch = epoch
         return epoch
 
     def catalog(self) -> ClusterCatalog:
@@ -240,35 +240,33 @@ class QueryEngine:
         """
         check = await self._start_metadata_check()
         try:
-            try:
-                stack, result = await self._opened(adql_text, max_rows, uploads)
-            except Exception:
-                # Planned over metadata that has changed since (a table deployed, chunks
-                # placed): the error may be the stale plan's, so plan again before failing.
-                if check is None or not await check.stale():
-                    raise
-                stack, result = await self._opened(adql_text, max_rows, uploads)
-            else:
-                if check is not None and await _closing_on_error(stack, check.stale()):  # before any row is seen
-                    await stack.aclose()
-                    stack, result = await self._opened(adql_text, max_rows, uploads)
-            async with stack:
-                yield result
-        finally:
-            if check is not None:
-                check.cancel()
+            opened = await self._opened(adql_text, max_rows, uploads, check)
+        except Exception:
+            # Planned over metadata that has changed since (a table deployed, chunks
+            # placed): the error may be the stale plan's, so plan again before failing.
+            if check is None or not await check.stale():
+                raise
+            opened = None
+        if opened is None:  # stale: planned again over the metadata the check read
+            opened = await self._opened(adql_text, max_rows, uploads, None)
+        assert opened is not None
+        stack, result = opened
+        async with stack:
+            yield result
 
     async def _opened(
-        self, adql_text: str, max_rows: int | None, uploads: Sequence[UploadedTable]
-    ) -> tuple[AsyncExitStack, AsyncQueryResult]:
-        """Plan the query, run its nested phases and start its final one; the stack closes what it holds."""
-        stack = AsyncExitStack()
-        try:
+        self, adql_text: str, max_rows: int | None, uploads: Sequence[UploadedTable], check: _EpochCheck | None
+    ) -> tuple[AsyncExitStack, AsyncQueryResult] | None:
+        """Plan the query, run its nested phases and start its final one; the stack closes what it holds.
+
+        None, with everything closed, when ``check`` finds the metadata stale before any row is seen.
+        """
+        async with AsyncExitStack() as stack:
             result = await self._open(stack, adql_text, max_rows, uploads)
-        except BaseException as exc:
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        return stack, result
+            if check is not None and await check.stale():
+                return None
+            return stack.pop_all(), result
+        raise AssertionError("unreachable")  # for type checkers: the block returns or raises
 
     async def _open(
         self, stack: AsyncExitStack, adql_text: str, max_rows: int | None, uploads: Sequence[UploadedTable]
@@ -356,22 +354,12 @@ class _EpochCheck:
     planned_with: int
 
     async def stale(self) -> bool:
-        """Whether the metadata changed since the query began (the epoch read again differs)."""
-        epoch = await self.task  # a finished task gives its result again
+        """Whether the metadata changed since the query began (the epoch read again differs).
+
+        Shielded: a query cancelled meanwhile must not cut short a refresh other queries rely on.
+        """
+        epoch = await asyncio.shield(self.task)  # a finished task gives its result again
         return epoch is not None and epoch != self.planned_with
-
-    def cancel(self) -> None:
-        """Stop the read if it still runs (the query ended first)."""
-        self.task.cancel()
-
-
-async def _closing_on_error(stack: AsyncExitStack, awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable``; if it fails or is cancelled, close ``stack`` (the worker statements) first."""
-    try:
-        return await awaitable
-    except BaseException as exc:
-        await stack.__aexit__(type(exc), exc, exc.__traceback__)
-        raise
 
 
 def _retrieve_outcome(task: asyncio.Task[int | None]) -> None:
