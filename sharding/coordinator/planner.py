@@ -78,8 +78,7 @@ class LevelShape:
     overlap_deg: float
     count_answer: str | None = None
     index_ranges: Mapping[int, list[PixelRange]] = field(default_factory=dict)
-    split: SplitQuery | None = None
-    worker_text: str | None = None
+    split_texts: tuple[SplitQuery, str] | None = None  # the split and its worker SQL, set at once
     whole_text: str | None = None
 
 
@@ -161,25 +160,6 @@ def expression_subqueries(select: exp.Select) -> list[exp.Query]:
             if query is not clause and _nearest_query(query, clause) is None:
                 found.append(query)
     return found
-
-
-def _stream_cap(select: exp.Select) -> tuple[int, int | None] | None:
-    """(OFFSET, LIMIT) of a level whose rows need no order, no DISTINCT and no grouping; else None."""
-    if any(select.args.get(key) is not None for key in ("order", "distinct", "group", "having")):
-        return None
-    limit, offset = select.args.get("limit"), select.args.get("offset")
-    if limit is None and offset is None:
-        return None
-    values = []
-    for clause in (offset, limit):
-        if clause is None:
-            values.append(None)
-            continue
-        literal = clause.expression
-        if not (isinstance(literal, exp.Literal) and literal.is_int):
-            return None
-        values.append(int(literal.this))
-    return values[0] or 0, values[1]
 
 
 def _has_nested_levels(select: exp.Select, is_placeholder: Callable[[exp.Expr], bool]) -> bool:
@@ -363,13 +343,15 @@ class Planner:
 
     async def _split_texts(self, select: exp.Select, shape: LevelShape) -> tuple[SplitQuery, str]:
         """The level's split and its worker SQL (sentinel chunk list), made once per shape."""
-        if shape.split is None or shape.worker_text is None:
+        if shape.split_texts is None:
             split = split_level(select)
             # split.worker is the split's own copy and is needed only for this text.
             worker = chunk_local_select(split.worker, shape.layout, shape.index_ranges, in_place=True)
             text = await self._render(worker, for_workers=True, owned=True)
-            shape.split, shape.worker_text = split, text  # together: a shape may be shared by queries
-        return shape.split, shape.worker_text
+            if split.merge is None and shape.whole_text is None:
+                shape.whole_text = text  # a level that needs no merge is its own worker query
+            shape.split_texts = (split, text)
+        return shape.split_texts
 
     async def _whole_text(self, select: exp.Select, shape: LevelShape) -> str:
         """The level itself, chunk-local but not split (for a single chunk), made once per shape."""
@@ -427,11 +409,10 @@ class Planner:
         step = self._worker_step(lambda d: d.scatter(sql_for, placed, chunk_map))
         if split.merge is None:
             return step
-        cap = _stream_cap(select) if final and split.strategy == "sorted" else None
-        if cap is not None:
+        if final and split.strategy == "cut":
             # Every worker returns at most OFFSET + LIMIT rows (the split's worker query);
             # any of them answer, so the caller cuts the stream instead of a merge.
-            step.skip, step.take = cap
+            step.skip, step.take = split.skip, split.take
             return step
         table = f"_dms_tmp_{self._next_serial()}"
         session = await self.session.get()

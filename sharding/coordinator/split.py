@@ -8,6 +8,10 @@ The split keeps the answer equal to the one an unsharded database gives:
 * ORDER BY with a limit: each worker returns its own top ``limit + offset``
   rows (the global top-N is among them) and the merge sorts and cuts again;
   DISTINCT is applied on both sides;
+* a limit or offset without ORDER BY or DISTINCT (``cut``): each worker
+  returns at most ``limit + offset`` rows; any of them answer, so the query's
+  last level may skip ``skip`` and keep ``take`` rows of the stream instead of
+  merging (a nested level still merges, into its temporary table);
 * aggregation: each worker groups by the GROUP BY terms (and by the argument
   of every DISTINCT aggregate, so that distinct values survive), computes
   partial aggregates, and the merge combines them: COUNT as a sum of counts,
@@ -56,6 +60,8 @@ class SplitQuery:
     merge: exp.Select | None
     strategy: str
     partial_columns: set[str] = field(default_factory=set)
+    skip: int = 0  # "cut": rows of the workers' stream to skip (OFFSET) ...
+    take: int | None = None  # ... and to keep (LIMIT; None: all)
 
     def merge_sql(self, gathered_table: str, column_types: Mapping[str, str]) -> str:
         """The merge query's text over ``gathered_table`` whose columns have ``column_types``."""
@@ -250,6 +256,10 @@ def _split_ordered(select: exp.Select) -> SplitQuery:
     for key in ("limit", "offset", "distinct"):
         if select.args.get(key) is not None:
             merge.set(key, select.args[key].copy())
+    if order is None and select.args.get("distinct") is None:
+        skip = int(offset.expression.this) if offset is not None else 0
+        take = int(limit.expression.this) if limit is not None else None
+        return SplitQuery(worker, merge, "cut", skip=skip, take=take)
     return SplitQuery(worker, merge, "top-n" if limit is not None and order is not None else "sorted")
 
 
