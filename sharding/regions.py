@@ -141,9 +141,12 @@ class Region(ABC):
     def _boundary_length(self) -> float:
         """Perimeter in radians; it sets how fine a coverage must be to be tight."""
 
-    def _chunk_order_cover(self, chunk_order: int) -> np.ndarray:
-        """Pixel ranges at the chunk order covering the region, tight enough to tell one inside a chunk."""
-        return self._pixel_ranges(chunk_order)
+    def _chunk_order_cover(self, chunk_order: int) -> np.ndarray | None:
+        """Pixel ranges at the chunk order covering the region, tight enough to tell one inside a chunk.
+
+        None where no such cover is cheap (only a circle has one): the finer cover decides.
+        """
+        return None
 
     def _coverage_order(self, max_ranges: int) -> int:
         # About 4 pixels of boundary per wanted range, and at least 64 along the
@@ -168,9 +171,11 @@ class Region(ABC):
         # Most searches (cones of arcminutes) lie inside one chunk, which the chunk
         # order's own cover, tested at a fine resolution, tells in microseconds: planning
         # pays this for every query.
-        coarse = np.asarray(self._chunk_order_cover(chunk_order), dtype=np.int64).reshape(-1, 2)
-        if coarse.shape[0] == 1 and coarse[0, 1] - coarse[0, 0] == 1:
-            return coarse[0, :1].copy()
+        cover = self._chunk_order_cover(chunk_order)
+        if cover is not None:
+            coarse = np.asarray(cover, dtype=np.int64).reshape(-1, 2)
+            if coarse.shape[0] == 1 and coarse[0, 1] - coarse[0, 0] == 1:
+                return coarse[0, :1].copy()
         # Covering at a finer order keeps larger regions from pulling in neighbouring
         # chunks that they only approach.
         order = max(chunk_order, self._coverage_order(1))
@@ -233,7 +238,7 @@ class Circle(Region):
         fact = _fact(order, oversampling)
         return hp.query_disc(2**order, self._centre, radius, inclusive=True, fact=fact, nest=True, return_ranges=True)
 
-    def _chunk_order_cover(self, chunk_order: int) -> np.ndarray:
+    def _chunk_order_cover(self, chunk_order: int) -> np.ndarray | None:
         # Testing at order + 8 costs a few microseconds more than at order + 2 and leaves
         # out the chunks that a small cone's cover would only graze at order + 2.
         return self._pixel_ranges(chunk_order, CHUNK_TEST_FACT)
