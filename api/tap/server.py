@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import uvicorn
 
 from api.tap.app import create_app
 from dms_db.config import DmsConfig
+from dms_db.garbage_collection import tune_garbage_collection
 from dms_db.topology import Topology
 
-__all__ = ["serve", "service_url", "tune_garbage_collection", "uvicorn_config"]
+__all__ = ["serve", "service_url", "uvicorn_config"]
 
 
 def service_url(config: DmsConfig) -> str:
@@ -37,27 +37,6 @@ def uvicorn_config(config: DmsConfig, *, topology: Topology | None = None, **ove
     }
     options.update(overrides)
     return uvicorn.Config(create_app(config, topology=topology), **options)
-
-
-#: Allocations between collections of the youngest generation in the service process (Python's
-#: default is 700).  Translating and planning one ADQL query makes about 10^4 linked tree nodes
-#: that die with the request; at 700, collections run dozens of times per query and promote
-#: trees still in use to the oldest generation, whose full collections then stall a query for
-#: 100-200 ms every few hundred queries.
-SERVICE_GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_garbage_collection() -> None:
-    """Collect less often, and never scan again what was loaded at start-up.
-
-    The modules loaded by then (some 2 x 10^5 objects) live as long as the process, so
-    they are frozen out of the collections.  Process-wide, so only the service's own
-    process does this (:func:`serve`), not the library.
-    """
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(SERVICE_GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def serve(config: DmsConfig, *, topology: Topology | None = None) -> None:

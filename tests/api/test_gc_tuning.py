@@ -1,4 +1,4 @@
-"""The service process collects garbage less often than Python's default (see api.tap.server)."""
+"""The service process collects garbage less often than Python's default (dms_db.garbage_collection)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api.tap.server import SERVICE_GC_YOUNG_THRESHOLD
+from dms_db.garbage_collection import SERVICE_GC_YOUNG_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_service_process_freezes_its_start_up_objects_and_raises_the_young_threshold() -> None:
-    """Checked in a process of its own: the settings are process-wide and must not leak into the tests."""
+def test_serve_freezes_its_start_up_objects_and_raises_the_young_threshold() -> None:
+    """``serve`` tunes its own process (checked in one of its own: the settings are process-wide)."""
     script = (
-        "import gc, json\n"
-        "from api.tap.server import tune_garbage_collection\n"
+        "import gc, json, uvicorn\n"
+        "from api.tap import server\n"
+        "from dms_db.config import DmsConfig\n"
+        "uvicorn.Server.run = lambda self, *args, **kwargs: None  # no serving: only what serve() sets up\n"
         "before = gc.get_threshold()\n"
-        "tune_garbage_collection()\n"
+        "server.serve(DmsConfig())\n"
         "print(json.dumps({'before': before, 'after': gc.get_threshold(), 'frozen': gc.get_freeze_count()}))\n"
     )
     result = subprocess.run(
