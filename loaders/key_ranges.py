@@ -8,8 +8,10 @@ loaded before (ids grow with time), so the loader first reads the smallest and
 largest key of every partition (two index-end look-ups each) and asks the
 workers only about keys that fall inside one of those ranges.
 
-Only rows committed before the load are covered: the load's own earlier batches
-are checked in memory (:class:`loaders.bulk_load.KeyRuns`).
+Only rows committed before the load's first batch are covered: the load's own
+earlier batches are checked in memory (:class:`loaders.bulk_load.KeyRuns`), and
+rows another load commits into the same table while this one runs are not seen
+(the check was never safe against that: loads of one table are not serialised).
 """
 
 from __future__ import annotations

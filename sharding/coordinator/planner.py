@@ -162,13 +162,17 @@ def expression_subqueries(select: exp.Select) -> list[exp.Query]:
     return found
 
 
+def _from_items(select: exp.Select) -> list[exp.Expr]:
+    """The relations of a level's FROM clause and joins, in order."""
+    items = [select.args["from_"].this] if select.args.get("from_") else []
+    return items + [join.this for join in select.args.get("joins") or []]
+
+
 def _has_nested_levels(select: exp.Select, is_placeholder: Callable[[exp.Expr], bool]) -> bool:
     """Whether the level has WITH queries, derived tables or subqueries still to run first."""
     if select.args.get("with_") is not None:
         return True
-    items = [select.args["from_"].this] if select.args.get("from_") else []
-    items += [join.this for join in select.args.get("joins") or []]
-    if any(isinstance(item, exp.Subquery) and not is_placeholder(item) for item in items):
+    if any(isinstance(item, exp.Subquery) and not is_placeholder(item) for item in _from_items(select)):
         return True
     return any(not is_placeholder(query) for query in expression_subqueries(select))
 
@@ -442,9 +446,7 @@ class Planner:
     async def _replace_derived_tables(self, select: exp.Select, description: QueryDescription | None) -> None:
         subqueries = description.subqueries if description else ()
         descriptions = {s.alias: s.description for s in subqueries if s.role == "from"}
-        items = [select.args["from_"].this] if select.args.get("from_") else []
-        items += [join.this for join in select.args.get("joins") or []]
-        for item in items:
+        for item in _from_items(select):
             if isinstance(item, exp.Subquery) and isinstance(item.this, exp.Query) and not self._is_placeholder(item):
                 relation = await self.materialize(item.this, descriptions.get(item.alias_or_name))
                 item.set("this", self._placeholder_select(relation))
