@@ -39,6 +39,7 @@ from dms_db.metadata import ACTIVE_WORKERS_SQL
 from dms_db.topology import NodeRole, NodeSpec, Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
+from sharding.coordinator.direct import DirectPlan, DirectRunner, Lookup
 from sharding.coordinator.dispatch import Dispatcher
 from sharding.coordinator.failures import coordinator_error
 from sharding.coordinator.planner import CoordinatorSession, FinalStep, LevelShapeCache, Planner
@@ -54,6 +55,8 @@ METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
 #: After the coordinator failed an epoch read, queries use the cached metadata this long before trying again.
 EPOCH_RETRY_AFTER_S = 5.0
 COORDINATOR_BATCH_ROWS = 5000
+#: A final step that is one statement on one chunk: its SQL, the chunk's replicas, the look-ups it came from.
+_OneChunkStatement = tuple[str, tuple[str, ...], tuple[Lookup, ...]]
 #: Batches a synchronous reader may be behind the async side (each up to the dispatcher's batch size).
 SYNC_BATCHES_AHEAD = 4
 
@@ -117,6 +120,8 @@ class QueryEngine:
         Statements running at once across the workers.
     inline_row_limit
         Largest nested-query result sent along to the workers.
+    batch_rows
+        Rows per batch fetched from a worker: what the engine holds per worker statement.
     """
 
     def __init__(
@@ -126,16 +131,22 @@ class QueryEngine:
         statement_timeout_s: float = 300.0,
         max_concurrency: int = 16,
         inline_row_limit: int = 100_000,
+        batch_rows: int = 10_000,
     ) -> None:
         self.topology = topology
         self.inline_row_limit = inline_row_limit
-        self.dispatcher = Dispatcher(topology, statement_timeout_s=statement_timeout_s, max_concurrency=max_concurrency)
+        self.dispatcher = Dispatcher(
+            topology, statement_timeout_s=statement_timeout_s, max_concurrency=max_concurrency, batch_rows=batch_rows
+        )
         self._bridge: SyncBridge | None = None
         self._bridge_lock = threading.Lock()
         self._catalog: ClusterCatalog | None = None
         self._chunk_maps: dict[int, ChunkMap] = {}
         self._translations: dict[tuple[str, int | None], TranslatedQuery] = {}
         self.level_shapes = LevelShapeCache(TRANSLATION_CACHE_SIZE)
+        self._direct_plans: dict[tuple[str, int | None], DirectPlan] = {}
+        self.direct_answers = 0  # queries answered by the direct path (diagnostics)
+        self._direct = DirectRunner(statement_timeout_s=statement_timeout_s, batch_rows=self.dispatcher.batch_rows)
         self._metadata_epoch: int | None = None  # the coordinator's epoch when the caches were last emptied
         self._epoch_unreadable_until = 0.0  # monotonic time before which the epoch is not read again
 
@@ -147,6 +158,7 @@ class QueryEngine:
         self._chunk_maps = {}
         self._translations = {}
         self.level_shapes.clear()
+        self._direct_plans = {}
 
     async def _start_metadata_check(self) -> _EpochCheck | None:
         """Begin checking the caches against the coordinator's epoch, beside the query.
@@ -239,8 +251,9 @@ class QueryEngine:
         ``uploads`` are tables the query may read as ``TAP_UPLOAD.<name>``.
         """
         check = await self._start_metadata_check()
+        planned_with = check.planned_with if check is not None else self._trusted_epoch()
         try:
-            opened = await self._opened(adql_text, max_rows, uploads, check)
+            opened = await self._opened(adql_text, max_rows, uploads, check, planned_with)
         except Exception:
             # Planned over metadata that has changed since (a table deployed, chunks
             # placed): the error may be the stale plan's, so plan again before failing.
@@ -248,29 +261,43 @@ class QueryEngine:
                 raise
             opened = None
         if opened is None:  # stale: planned again over the metadata the check read
-            opened = await self._opened(adql_text, max_rows, uploads, None)
+            opened = await self._opened(adql_text, max_rows, uploads, None, self._trusted_epoch())
         assert opened is not None
         stack, result = opened
         async with stack:
             yield result
 
+    def _trusted_epoch(self) -> int | None:
+        """The epoch the caches hold, unless the coordinator could not confirm it a moment ago."""
+        return None if time.monotonic() < self._epoch_unreadable_until else self._metadata_epoch
+
     async def _opened(
-        self, adql_text: str, max_rows: int | None, uploads: Sequence[UploadedTable], check: _EpochCheck | None
+        self,
+        adql_text: str,
+        max_rows: int | None,
+        uploads: Sequence[UploadedTable],
+        check: _EpochCheck | None,
+        planned_with: int | None,
     ) -> tuple[AsyncExitStack, AsyncQueryResult] | None:
         """Plan the query, run its nested phases and start its final one; the stack closes what it holds.
 
         None, with everything closed, when ``check`` finds the metadata stale before any row is seen.
+        A one-chunk plan is kept for the direct path with ``planned_with``, the epoch of the caches
+        it was made from (None: unknown, not kept).
         """
         async with AsyncExitStack() as stack:
-            result = await self._open(stack, adql_text, max_rows, uploads)
+            result, statement = await self._open(stack, adql_text, max_rows, uploads)
             if check is not None and await check.stale():
                 return None
+            if statement is not None and planned_with is not None:
+                self._remember_direct((adql_text, max_rows), result.columns, statement, planned_with)
             return stack.pop_all(), result
         raise AssertionError("unreachable")  # for type checkers: the block returns or raises
 
     async def _open(
         self, stack: AsyncExitStack, adql_text: str, max_rows: int | None, uploads: Sequence[UploadedTable]
-    ) -> AsyncQueryResult:
+    ) -> tuple[AsyncQueryResult, _OneChunkStatement | None]:
+        """Plan and start the query; also its one-chunk statement and look-ups, when it is one."""
         if uploads:
             extended = self.catalog().tables.with_tables(upload_table_info(upload) for upload in uploads)
             translated = translate(adql_text, extended, max_rows=max_rows)
@@ -287,7 +314,27 @@ class QueryEngine:
         except psycopg.Error as exc:
             raise coordinator_error(exc) from None
         batches = await stack.enter_async_context(self._final_batches(final, session))
-        return AsyncQueryResult(translated.columns, batches)
+        statement = None
+        if planner.one_chunk_statement is not None and not uploads:
+            statement = (*planner.one_chunk_statement, tuple(planner.lookups))
+        return AsyncQueryResult(translated.columns, batches), statement
+
+    def _remember_direct(
+        self,
+        key: tuple[str, int | None],
+        columns: tuple[ResultColumn, ...],
+        statement: _OneChunkStatement,
+        epoch: int,
+    ) -> None:
+        """Keep a one-chunk plan for the synchronous API's direct path (:mod:`sharding.coordinator.direct`)."""
+        sql_text, replicas, lookups = statement
+        if key not in self._direct_plans and len(self._direct_plans) >= TRANSLATION_CACHE_SIZE:
+            self._direct_plans.pop(next(iter(self._direct_plans)), None)
+        self._direct_plans[key] = DirectPlan(columns, sql_text, replicas, lookups, epoch)
+
+    def direct_plan(self, adql_text: str, max_rows: int | None = None) -> DirectPlan | None:
+        """The plan kept for answering ``adql_text`` directly, if any (for tests and diagnostics)."""
+        return self._direct_plans.get((adql_text, max_rows))
 
     @asynccontextmanager
     async def _final_batches(self, final: FinalStep, session: CoordinatorSession) -> AsyncIterator[Any]:
@@ -313,7 +360,15 @@ class QueryEngine:
     def query(
         self, adql_text: str, *, max_rows: int | None = None, uploads: Sequence[UploadedTable] = ()
     ) -> QueryResult:
-        """Run a query from synchronous code; iterate the result, then close it."""
+        """Run a query from synchronous code; iterate the result, then close it.
+
+        A text answered before from one chunk is answered directly from this thread
+        when its plan still holds (:mod:`sharding.coordinator.direct`).
+        """
+        if not uploads:
+            direct = self._direct_answer((adql_text, max_rows))
+            if direct is not None:
+                return direct
         bridge = self._sync_bridge()
 
         async def columns_then_batches() -> AsyncIterator[Any]:
@@ -331,8 +386,21 @@ class QueryEngine:
             raise
         return QueryResult(columns, iterator, iterator.close)
 
+    def _direct_answer(self, key: tuple[str, int | None]) -> QueryResult | None:
+        plan = self._direct_plans.get(key)
+        if plan is None:
+            return None
+        topology = self.dispatcher.topology
+        batches = self._direct.run(plan, {w.name: w for w in topology.workers}, topology.coordinator)
+        if batches is None:  # the plan no longer holds, or a node failed: the general path answers
+            self._direct_plans.pop(key, None)
+            return None
+        self.direct_answers += 1
+        return QueryResult(plan.columns, batches, batches.close)
+
     def close(self) -> None:
         """Close every connection pool."""
+        self._direct.close()
         bridge = self._bridge
         if bridge is not None:
             bridge.run(self.dispatcher.close())

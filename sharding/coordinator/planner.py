@@ -31,6 +31,7 @@ from psycopg import sql
 from sqlglot import exp, parse_one
 
 from adql.description import QueryDescription
+from sharding.coordinator.direct import Lookup
 from sharding.coordinator.failures import unsupported_query
 from sharding.coordinator.index_ranges import occurrence_ranges
 from sharding.coordinator.locality import (
@@ -162,6 +163,11 @@ def expression_subqueries(select: exp.Select) -> list[exp.Query]:
     return found
 
 
+def _literal_sql(query: str, params: Sequence[object]) -> str:
+    """``query`` with its ``%s`` parameters written in as literals (for a multi-statement message)."""
+    return sql.SQL(query.replace("%s", "{}")).format(*(sql.Literal(p) for p in params)).as_string(None)
+
+
 def _from_items(select: exp.Select) -> list[exp.Expr]:
     """The relations of a level's FROM clause and joins, in order."""
     items = [select.args["from_"].this] if select.args.get("from_") else []
@@ -229,6 +235,9 @@ class Planner:
         self._serial = 0  # temp tables and uploads made in the session so far
         self.relations: dict[str, MaterializedRelation] = {}
         self.uploads: dict[str, MaterializedRelation] = {}
+        self.lookups: list[Lookup] = []  # the director-index look-ups made, with what they found
+        # The final step as one statement on one chunk (its SQL and the chunk's replicas), when it is one.
+        self.one_chunk_statement: tuple[str, tuple[str, ...]] | None = None
 
     # ------------------------------------------------------------ phases
 
@@ -391,6 +400,8 @@ class Planner:
             # still returns its one row and the column types are known.
             listed = ", ".join(str(int(c)) for c in placed) or "NULL"
             whole = (await self._whole_text(select, shape)).replace(CHUNK_LIST_SENTINEL, listed)
+            if placed and final and not self.relations:
+                self.one_chunk_statement = (whole, chunk_map.replicas[placed[0]])
             if placed:
                 return self._worker_step(lambda d: d.scatter(lambda _chunk_ids: whole, placed, chunk_map))
             return self._worker_step(lambda d: d.single(whole))
@@ -530,6 +541,7 @@ class Planner:
                 continue
             rows = await self.engine.dispatcher.coordinator_rows(query[0], query[1])
             found[restrictor] = frozenset(int(r[0]) for r in rows)
+            self.lookups.append(Lookup(_literal_sql(*query), found[restrictor]))
         grown = [ref for ref in layout.partitioned if ref.table.kind == "child"] + layout.overlap_sides()
         return chunk_set(
             description.restrictions,
