@@ -18,7 +18,8 @@ with blocking connections of its own:
    replica of the chunk (the one the look-ups found before), in libpq's
    chunked-rows mode: rows arrive in batches of bounded size, and the
    connection's session settings (read only, statement timeout) stand in for
-   the general path's transaction;
+   the general path's transaction; the statement is prepared on the connection
+   the first time, so PostgreSQL plans it once per connection;
 3. before any row is handed over, the epoch and the look-ups' answers must
    equal the plan's: the plan is still the one the general path would make,
    and the statement sent in step 2 was the right one.  Both round trips
@@ -35,9 +36,11 @@ failure aborts the query, as on the general path.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -58,6 +61,8 @@ AVOID_FAILED_NODE_S = 5.0
 #: Idle connections kept per node.
 IDLE_CONNECTIONS_PER_NODE = 8
 EPOCH_SQL = "SELECT epoch FROM dms.metadata_epoch"
+#: Statements prepared per connection; texts beyond are sent whole each time.
+PREPARED_PER_CONNECTION = 512
 
 Batch = list[tuple]
 
@@ -97,6 +102,8 @@ class DirectRunner:
         self._avoid_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._prepared: weakref.WeakKeyDictionary[psycopg.Connection, dict[str, str]] = weakref.WeakKeyDictionary()
+        self._names = itertools.count(1)
 
     def run(self, plan: DirectPlan, nodes: Mapping[str, NodeSpec], coordinator: NodeSpec) -> DirectBatches | None:
         """The answer's batches (close them to stop early), or None to take the general path."""
@@ -114,8 +121,10 @@ class DirectRunner:
             if worker is None:
                 return None
             try:
-                _send(worker, plan.sql.encode(), self.batch_rows)
+                message, prepared = self._message(worker, plan.sql)
+                _send(worker, message, self.batch_rows)
                 first = _next_batch(worker)
+                prepared()
             except (psycopg.Error, OSError) as exc:
                 if is_node_fault(exc):
                     self.avoid(node)
@@ -162,6 +171,23 @@ class DirectRunner:
                 conn.close()
 
     # -- internals ---------------------------------------------------------
+
+    def _message(self, conn: psycopg.Connection, sql_text: str) -> tuple[bytes, Callable[[], None]]:
+        """The message running ``sql_text`` on ``conn``, and what to call once it succeeded.
+
+        A text is prepared on each connection the first time it runs there (PREPARE and
+        EXECUTE in one message), then only executed: PostgreSQL plans it once per
+        connection, not once per query (a tenth of a millisecond over partitioned tables).
+        """
+        with self._lock:
+            names = self._prepared.setdefault(conn, {})
+        name = names.get(sql_text)
+        if name is not None:
+            return f"EXECUTE {name}".encode(), _nothing
+        if len(names) >= PREPARED_PER_CONNECTION:
+            return sql_text.encode(), _nothing
+        name = f"dms_direct_{next(self._names)}"  # never reused, so a failed PREPARE leaves no clash
+        return f"PREPARE {name} AS {sql_text}; EXECUTE {name}".encode(), lambda: names.__setitem__(sql_text, name)
 
     def _pick(self, replicas: Sequence[str], nodes: Mapping[str, NodeSpec]) -> str | None:
         now = time.monotonic()
@@ -250,6 +276,10 @@ def _confirms(conn: psycopg.Connection, plan: DirectPlan) -> bool:
         frozenset(int(row[0]) for row in rows) == lookup.chunks
         for rows, lookup in zip(results[1:], plan.lookups, strict=True)
     )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _send(conn: psycopg.Connection, query: bytes, batch_rows: int) -> None:
