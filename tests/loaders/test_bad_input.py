@@ -421,29 +421,35 @@ def test_a_good_load_after_the_rejections_still_works(loaded: DatabaseCluster) -
     assert after.committed == before.committed + 1
 
 
+def _cluster_with_objects(make_cluster: Callable[..., DatabaseCluster]) -> DatabaseCluster:
+    """Two workers holding DiaObjects 1..BASE_IDS, ready for DiaSources."""
+    cluster = make_cluster(2)
+    deploy_schema_file(cluster.config, "apdb", chunk_order=5)
+    load_inputs(cluster.topology, "apdb.DiaObject", [dia_objects(BASE_IDS, first_id=1)])
+    return cluster
+
+
+def _sources_with_ids(ids: list[int]) -> pd.DataFrame:
+    """DiaSources with the given ``diaSourceId`` values, of DiaObjects 1..BASE_IDS in turn."""
+    frame = dia_sources([1 + i % BASE_IDS for i in range(len(ids))])
+    frame["diaSourceId"] = np.array(ids, dtype=np.int64)
+    return frame
+
+
 def test_a_child_key_already_loaded_is_refused_among_new_keys_inside_and_outside_the_loaded_range(
     make_cluster: Callable[..., DatabaseCluster],
 ) -> None:
     """Child keys have no global index: the workers are asked about keys inside a partition's key range."""
-    cluster = make_cluster(2)
-    deploy_schema_file(cluster.config, "apdb", chunk_order=5)
-    load_inputs(cluster.topology, "apdb.DiaObject", [dia_objects(BASE_IDS, first_id=1)])
-    objects = list(range(1, BASE_IDS + 1))
-
-    def sources(ids: list[int]) -> pd.DataFrame:
-        frame = dia_sources([objects[i % len(objects)] for i in range(len(ids))])
-        frame["diaSourceId"] = np.array(ids, dtype=np.int64)
-        return frame
-
-    load_inputs(cluster.topology, "apdb.DiaSource", [sources(list(range(5000, 5200, 2)))])  # even ids
+    cluster = _cluster_with_objects(make_cluster)
+    load_inputs(cluster.topology, "apdb.DiaSource", [_sources_with_ids(list(range(5000, 5200, 2)))])  # even ids
     loaded = sum(count_everywhere(cluster, "apdb", "DiaSource"))
     clash = [5001, 5003, 5100, 5005, 9000]  # new odd ids inside the range, one loaded id, one beyond
     with pytest.raises(LoadValidationError) as caught:
-        load_inputs(cluster.topology, "apdb.DiaSource", [sources(clash)])
+        load_inputs(cluster.topology, "apdb.DiaSource", [_sources_with_ids(clash)])
     problems = [(p.row, p.column) for p in caught.value.problems if "already in the catalog" in p.message]
     assert problems == [(3, "diaSourceId")], caught.value.problems
     assert sum(count_everywhere(cluster, "apdb", "DiaSource")) == loaded
-    report = load_inputs(cluster.topology, "apdb.DiaSource", [sources([5001, 5003, 5005, 9000])])
+    report = load_inputs(cluster.topology, "apdb.DiaSource", [_sources_with_ids([5001, 5003, 5005, 9000])])
     assert report.rows == 4
     assert sum(count_everywhere(cluster, "apdb", "DiaSource")) == loaded + 4
 
@@ -454,23 +460,14 @@ def test_an_append_of_keys_beyond_every_loaded_range_asks_the_workers_nothing(
     """The nightly case: new ids above every loaded one need no look-up of existing keys on the workers."""
     import loaders.bulk_load
 
-    cluster = make_cluster(2)
-    deploy_schema_file(cluster.config, "apdb", chunk_order=5)
-    load_inputs(cluster.topology, "apdb.DiaObject", [dia_objects(BASE_IDS, first_id=1)])
-    objects = list(range(1, BASE_IDS + 1))
-
-    def sources(ids: list[int]) -> pd.DataFrame:
-        frame = dia_sources([objects[i % len(objects)] for i in range(len(ids))])
-        frame["diaSourceId"] = np.array(ids, dtype=np.int64)
-        return frame
-
-    load_inputs(cluster.topology, "apdb.DiaSource", [sources(list(range(5000, 5200)))])
+    cluster = _cluster_with_objects(make_cluster)
+    load_inputs(cluster.topology, "apdb.DiaSource", [_sources_with_ids(list(range(5000, 5200)))])
 
     def not_asked(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the workers were asked about keys beyond every partition's range")
 
     monkeypatch.setattr(loaders.bulk_load, "_existing_keys", not_asked)
-    assert load_inputs(cluster.topology, "apdb.DiaSource", [sources(list(range(6000, 6100)))]).rows == 100
+    assert load_inputs(cluster.topology, "apdb.DiaSource", [_sources_with_ids(list(range(6000, 6100)))]).rows == 100
 
 
 def test_a_replicated_key_already_loaded_is_refused_and_new_keys_in_its_range_load(
