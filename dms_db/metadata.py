@@ -284,6 +284,9 @@ metadata_epoch = Table(
     schema=COORDINATOR_SCHEMA,
 )
 
+METADATA_EPOCH_SQL = "SELECT epoch FROM dms.metadata_epoch"
+"""The counter query engines compare with the epoch their cached metadata was read under."""
+
 METADATA_EPOCH_SOURCES: tuple[tuple[str, str], ...] = (
     (COORDINATOR_SCHEMA, "node"),
     (COORDINATOR_SCHEMA, "catalog"),

@@ -50,6 +50,7 @@ from psycopg.errors import error_from_result
 from psycopg.waiting import wait
 
 from adql import ResultColumn
+from dms_db.metadata import METADATA_EPOCH_SQL
 from dms_db.topology import NodeSpec
 from sharding.coordinator.failures import is_node_fault, node_failure, partial_result_error, query_error
 
@@ -60,7 +61,6 @@ APPLICATION_NAME = "dms-db direct"
 AVOID_FAILED_NODE_S = 5.0
 #: Idle connections kept per node.
 IDLE_CONNECTIONS_PER_NODE = 8
-EPOCH_SQL = "SELECT epoch FROM dms.metadata_epoch"
 #: Statements prepared per connection; texts beyond are sent whole each time.
 PREPARED_PER_CONNECTION = 512
 
@@ -88,7 +88,7 @@ class DirectPlan:
     @property
     def check_sql(self) -> bytes:
         """The coordinator message: the epoch, then each look-up."""
-        return "; ".join([EPOCH_SQL, *(lookup.sql for lookup in self.lookups)]).encode()
+        return "; ".join([METADATA_EPOCH_SQL, *(lookup.sql for lookup in self.lookups)]).encode()
 
 
 class DirectRunner:

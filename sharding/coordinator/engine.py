@@ -35,7 +35,7 @@ import psycopg
 
 from adql import ResultColumn, TranslatedQuery, translate
 from dms_db.errors import NodeUnavailableError
-from dms_db.metadata import ACTIVE_WORKERS_SQL
+from dms_db.metadata import ACTIVE_WORKERS_SQL, METADATA_EPOCH_SQL
 from dms_db.topology import NodeRole, NodeSpec, Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
@@ -51,7 +51,6 @@ __all__ = ["AsyncQueryResult", "QueryEngine", "QueryResult"]
 log = logging.getLogger(__name__)
 
 TRANSLATION_CACHE_SIZE = 512
-METADATA_EPOCH_QUERY = "SELECT epoch FROM dms.metadata_epoch"
 #: After the coordinator failed an epoch read, queries use the cached metadata this long before trying again.
 EPOCH_RETRY_AFTER_S = 5.0
 COORDINATOR_BATCH_ROWS = 5000
@@ -187,7 +186,7 @@ class QueryEngine:
         if warm and time.monotonic() < self._epoch_unreadable_until:
             return None  # the coordinator failed a moment ago: do not make every query wait for it
         try:
-            rows = await self.dispatcher.coordinator_rows(METADATA_EPOCH_QUERY)
+            rows = await self.dispatcher.coordinator_rows(METADATA_EPOCH_SQL)
         except NodeUnavailableError as exc:
             if not warm:
                 raise

@@ -9,11 +9,11 @@ import pytest
 
 from dms_db.catalog_service import deploy_schema_file
 from dms_db.errors import NodeUnavailableError
+from dms_db.metadata import METADATA_EPOCH_SQL
 from dms_db.topology import Topology
 from loaders.bulk_load import load_inputs
 from loaders.simulate import SimulationConfig, simulate_survey
 from sharding.coordinator import QueryEngine
-from sharding.coordinator.engine import METADATA_EPOCH_QUERY
 from tests.harness import DatabaseCluster
 
 
@@ -198,7 +198,7 @@ def test_a_warm_engine_reads_the_metadata_epoch_while_the_worker_statement_runs(
         asked = engine.dispatcher.coordinator_rows
 
         async def answering_after_the_worker(query: object, params: object = ()) -> list[tuple]:
-            if query == METADATA_EPOCH_QUERY:
+            if query == METADATA_EPOCH_SQL:
                 for _ in range(500):
                     if worker_asked.is_set():
                         break
@@ -253,7 +253,7 @@ def test_a_query_cancelled_while_its_epoch_read_is_pending_ends_its_worker_state
             release = asyncio.Event()
 
             async def epoch_when_released(statement: object, params: object = ()) -> list[tuple]:
-                if statement == METADATA_EPOCH_QUERY:
+                if statement == METADATA_EPOCH_SQL:
                     await release.wait()
                 return await asked(statement, params)
 
@@ -424,7 +424,7 @@ def test_an_unreachable_coordinator_is_a_clear_error_for_look_ups_and_merges(
         asked = engine.dispatcher.coordinator_rows
 
         async def not_again(query: object, params: object = ()) -> list[tuple]:
-            assert query != METADATA_EPOCH_QUERY, "the failed coordinator was asked again at once"
+            assert query != METADATA_EPOCH_SQL, "the failed coordinator was asked again at once"
             return await asked(query, params)
 
         engine.dispatcher.coordinator_rows = not_again  # type: ignore[method-assign]
