@@ -275,7 +275,8 @@ def _astropy_batches(
     def text(value: object) -> object:
         if isinstance(value, bytes):
             value = value.decode()
-        return None if empty_strings_are_null and value == "" else value
+        # Only strings: a FITS variable-length array column arrives as numpy arrays.
+        return None if empty_strings_are_null and isinstance(value, str) and value == "" else value
 
     for start in range(0, len(table), batch_rows):
         frame = table[start : start + batch_rows].to_pandas()

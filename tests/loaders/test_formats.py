@@ -111,3 +111,24 @@ def test_an_empty_fits_string_is_null_whether_the_file_is_mapped_or_read_whole(t
         (tmp_path / name).write_bytes(gzip.compress(plain.read_bytes()))
     batches = list(read_batches(open_source(tmp_path / name)))
     assert [value for batch in batches for value in batch.column("name").to_pylist()] == ["a", None, "c"]
+
+
+def test_a_mapped_fits_file_with_a_variable_length_array_column_loads_its_arrays(tmp_path: Path) -> None:
+    """Empty strings become NULL, but array values pass through untouched."""
+    import numpy as np
+    from astropy.io import fits
+
+    from loaders.sources import open_source, read_batches
+
+    arrays = np.array(
+        [np.array([1, 2], dtype=np.int32), np.array([3], dtype=np.int32), np.array([], dtype=np.int32)], dtype=object
+    )
+    columns = [
+        fits.Column(name="counts", format="PJ()", array=arrays),
+        fits.Column(name="name", format="4A", array=np.array(["a", "", "c"])),
+    ]
+    path = tmp_path / "arrays.fits"
+    fits.BinTableHDU.from_columns(columns).writeto(path)
+    batches = list(read_batches(open_source(path)))
+    assert [v for batch in batches for v in batch.column("counts").to_pylist()] == [[1, 2], [3], []]
+    assert [v for batch in batches for v in batch.column("name").to_pylist()] == ["a", None, "c"]
