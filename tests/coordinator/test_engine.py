@@ -324,7 +324,8 @@ def test_a_limit_without_order_streams_a_cut_of_the_workers_rows_without_a_merge
     cluster = make_cluster(2)
     sources = _loaded_survey(cluster, seed=12)["apdb.DiaSource"]
     every_row = {(int(i), b) for i, b in zip(sources["diaSourceId"], sources["band"], strict=True)}
-    with QueryEngine(cluster.topology) as engine:
+    # Batches of 7 rows: the skip and the cut fall inside and across batches.
+    with QueryEngine(cluster.topology, batch_rows=7) as engine:
         assert len(engine.chunk_map(engine.catalog().layout("apdb").chunk_order).placed(None)) > 1
 
         def refused(*_args: object, **_kwargs: object) -> None:
