@@ -39,10 +39,11 @@ from dms_db.metadata import ACTIVE_WORKERS_SQL, METADATA_EPOCH_SQL
 from dms_db.topology import NodeRole, NodeSpec, Topology
 from sharding.coordinator.chunk_map import ChunkMap
 from sharding.coordinator.cluster_catalog import ClusterCatalog, read_cluster_catalog
-from sharding.coordinator.direct import DirectPlan, DirectRunner, Lookup
+from sharding.coordinator.direct import DirectPlan, DirectRunner
 from sharding.coordinator.dispatch import Dispatcher
 from sharding.coordinator.failures import coordinator_error
 from sharding.coordinator.planner import CoordinatorSession, FinalStep, LevelShapeCache, Planner
+from sharding.coordinator.pruning import Lookup
 from sharding.coordinator.sync_bridge import SyncBridge
 from sharding.coordinator.uploads import UploadedTable, upload_table_info
 
@@ -121,6 +122,9 @@ class QueryEngine:
         Largest nested-query result sent along to the workers.
     batch_rows
         Rows per batch fetched from a worker: what the engine holds per worker statement.
+    direct_path
+        Answer repeated one-chunk queries of synchronous callers directly
+        (:mod:`sharding.coordinator.direct`); off, every query takes the general path.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class QueryEngine:
         max_concurrency: int = 16,
         inline_row_limit: int = 100_000,
         batch_rows: int = 10_000,
+        direct_path: bool = True,
     ) -> None:
         self.topology = topology
         self.inline_row_limit = inline_row_limit
@@ -144,8 +149,13 @@ class QueryEngine:
         self._translations: dict[tuple[str, int | None], TranslatedQuery] = {}
         self.level_shapes = LevelShapeCache(TRANSLATION_CACHE_SIZE)
         self._direct_plans: dict[tuple[str, int | None], DirectPlan] = {}
+        self._direct_lock = threading.Lock()
         self.direct_answers = 0  # queries answered by the direct path (diagnostics)
-        self._direct = DirectRunner(statement_timeout_s=statement_timeout_s, batch_rows=self.dispatcher.batch_rows)
+        self._direct = (
+            DirectRunner(statement_timeout_s=statement_timeout_s, batch_rows=batch_rows)
+            if direct_path and DirectRunner.supported()
+            else None
+        )
         self._metadata_epoch: int | None = None  # the coordinator's epoch when the caches were last emptied
         self._epoch_unreadable_until = 0.0  # monotonic time before which the epoch is not read again
 
@@ -288,7 +298,8 @@ class QueryEngine:
             result, statement = await self._open(stack, adql_text, max_rows, uploads)
             if check is not None and await check.stale():
                 return None
-            if statement is not None and planned_with is not None:
+            confirmed = check is None or check.task.result() is not None  # None: the epoch read failed
+            if statement is not None and planned_with is not None and confirmed:
                 self._remember_direct((adql_text, max_rows), result.columns, statement, planned_with)
             return stack.pop_all(), result
         raise AssertionError("unreachable")  # for type checkers: the block returns or raises
@@ -314,7 +325,7 @@ class QueryEngine:
             raise coordinator_error(exc) from None
         batches = await stack.enter_async_context(self._final_batches(final, session))
         statement = None
-        if planner.one_chunk_statement is not None and not uploads:
+        if self._direct is not None and planner.one_chunk_statement is not None and not uploads:
             statement = (*planner.one_chunk_statement, tuple(planner.lookups))
         return AsyncQueryResult(translated.columns, batches), statement
 
@@ -327,9 +338,10 @@ class QueryEngine:
     ) -> None:
         """Keep a one-chunk plan for the synchronous API's direct path (:mod:`sharding.coordinator.direct`)."""
         sql_text, replicas, lookups = statement
-        if key not in self._direct_plans and len(self._direct_plans) >= TRANSLATION_CACHE_SIZE:
-            self._direct_plans.pop(next(iter(self._direct_plans)), None)
-        self._direct_plans[key] = DirectPlan(columns, sql_text, replicas, lookups, epoch)
+        with self._direct_lock:  # synchronous callers read and drop plans from their own threads
+            if key not in self._direct_plans and len(self._direct_plans) >= TRANSLATION_CACHE_SIZE:
+                self._direct_plans.pop(next(iter(self._direct_plans)))
+            self._direct_plans[key] = DirectPlan(columns, sql_text, replicas, lookups, epoch)
 
     def direct_plan(self, adql_text: str, max_rows: int | None = None) -> DirectPlan | None:
         """The plan kept for answering ``adql_text`` directly, if any (for tests and diagnostics)."""
@@ -387,19 +399,22 @@ class QueryEngine:
 
     def _direct_answer(self, key: tuple[str, int | None]) -> QueryResult | None:
         plan = self._direct_plans.get(key)
-        if plan is None:
+        if plan is None or self._direct is None:
             return None
         topology = self.dispatcher.topology
         batches = self._direct.run(plan, {w.name: w for w in topology.workers}, topology.coordinator)
-        if batches is None:  # the plan no longer holds, or a node failed: the general path answers
-            self._direct_plans.pop(key, None)
-            return None
-        self.direct_answers += 1
+        with self._direct_lock:
+            if batches is None:  # the plan no longer holds, or a node failed: the general path answers
+                if self._direct_plans.get(key) is plan:  # not a newer one another thread kept
+                    del self._direct_plans[key]
+                return None
+            self.direct_answers += 1
         return QueryResult(plan.columns, batches, batches.close)
 
     def close(self) -> None:
         """Close every connection pool."""
-        self._direct.close()
+        if self._direct is not None:
+            self._direct.close()
         bridge = self._bridge
         if bridge is not None:
             bridge.run(self.dispatcher.close())

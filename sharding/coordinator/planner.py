@@ -31,7 +31,6 @@ from psycopg import sql
 from sqlglot import exp, parse_one
 
 from adql.description import QueryDescription
-from sharding.coordinator.direct import Lookup
 from sharding.coordinator.failures import unsupported_query
 from sharding.coordinator.index_ranges import occurrence_ranges
 from sharding.coordinator.locality import (
@@ -44,7 +43,7 @@ from sharding.coordinator.locality import (
     whole_tables_text,
 )
 from sharding.coordinator.materialize import MaterializedRelation, inline_rows, relation_columns
-from sharding.coordinator.pruning import ChunkSet, chunk_set, director_lookup
+from sharding.coordinator.pruning import ChunkSet, Lookup, chunk_set, director_lookup
 from sharding.coordinator.split import SplitQuery, split_level
 from sharding.coordinator.uploads import UploadedTable, crossmatch_chunks, store_upload, use_upload_relations
 
@@ -161,11 +160,6 @@ def expression_subqueries(select: exp.Select) -> list[exp.Query]:
             if query is not clause and _nearest_query(query, clause) is None:
                 found.append(query)
     return found
-
-
-def _literal_sql(query: str, params: Sequence[object]) -> str:
-    """``query`` with its ``%s`` parameters written in as literals (for a multi-statement message)."""
-    return sql.SQL(query.replace("%s", "{}")).format(*(sql.Literal(p) for p in params)).as_string(None)
 
 
 def _from_items(select: exp.Select) -> list[exp.Expr]:
@@ -541,7 +535,7 @@ class Planner:
                 continue
             rows = await self.engine.dispatcher.coordinator_rows(query[0], query[1])
             found[restrictor] = frozenset(int(r[0]) for r in rows)
-            self.lookups.append(Lookup(_literal_sql(*query), found[restrictor]))
+            self.lookups.append(Lookup(query[0], tuple(query[1]), found[restrictor]))
         grown = [ref for ref in layout.partitioned if ref.table.kind == "child"] + layout.overlap_sides()
         return chunk_set(
             description.restrictions,

@@ -18,9 +18,11 @@ the region's chunks are grown by their neighbours.  Director-key restrictors
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import healpy as hp
 import numpy as np
+from psycopg import sql
 
 from adql.description import (
     AndNode,
@@ -38,7 +40,16 @@ from adql.refs import TableRef
 from dms_db.errors import RegionError
 from sharding import regions
 
-__all__ = ["ALL_CHUNKS", "ChunkSet", "DirectorIndex", "chunk_set", "director_lookup", "grown_chunks", "region_of"]
+__all__ = [
+    "ALL_CHUNKS",
+    "ChunkSet",
+    "DirectorIndex",
+    "Lookup",
+    "chunk_set",
+    "director_lookup",
+    "grown_chunks",
+    "region_of",
+]
 
 ChunkSet = frozenset[int] | None
 """A set of chunk ids, or None for every chunk."""
@@ -176,6 +187,19 @@ def chunk_set(
         director_index,
     )
     return evaluator.evaluate(restrictions)
+
+
+@dataclass(frozen=True, eq=False)
+class Lookup:
+    """A director-index look-up made while planning (:func:`director_lookup`'s SQL and parameters) and its answer."""
+
+    query: str
+    params: tuple[object, ...]
+    chunks: frozenset[int]
+
+    def literal_sql(self) -> str:
+        """The query with its parameters written in as literals, for a multi-statement message."""
+        return sql.SQL(self.query.replace("%s", "{}")).format(*map(sql.Literal, self.params)).as_string(None)
 
 
 def director_lookup(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
 from dms_db.catalog_service import deploy_schema_file
 from dms_db.errors import NodeUnavailableError
+from dms_db.metadata import METADATA_EPOCH_SQL
 from loaders.bulk_load import load_inputs
 from loaders.simulate import SimulationConfig, simulate_survey
 from sharding.coordinator import QueryEngine
@@ -99,11 +101,16 @@ def test_a_director_key_that_was_not_there_when_planned_is_found(make_cluster: C
     with QueryEngine(cluster.topology) as engine:
         assert _rows(engine, text) == [(known,)]
         assert _answered_directly(engine, text) == (True, [(known,)])
-        far_away = objects.iloc[[-1]].copy()  # its own position, so maybe another chunk than ``known``
+        # At the place of the object farthest from ``known`` (~2 deg on a 1 deg radius survey, chunks
+        # of order 6 under 1 deg): another chunk, already placed, so the placement does not change.
+        separation = (objects["ra"] - objects["ra"].iloc[0]) ** 2 + (objects["dec"] - objects["dec"].iloc[0]) ** 2
+        far_away = objects.loc[[separation.idxmax()]].copy()
         far_away["diaObjectId"] = newcomer
-        far_away["ra"] = (far_away["ra"] + 0.9) % 360.0
-        load_inputs(cluster.topology, "apdb.DiaObject", [far_away])
-        assert _rows(engine, text) == [(known,), (newcomer,)]
+        with psycopg.connect(cluster.coordinator_dsn, autocommit=True) as conn:
+            epoch = conn.execute(METADATA_EPOCH_SQL).fetchone()
+            load_inputs(cluster.topology, "apdb.DiaObject", [far_away])
+            conn.execute("UPDATE dms.metadata_epoch SET epoch = %s", epoch)  # only the look-up tells now
+        assert _answered_directly(engine, text) == (False, [(known,), (newcomer,)])
 
 
 def _refuse_connections(cluster: DatabaseCluster, worker_name: str) -> None:
@@ -179,3 +186,84 @@ def test_stopping_a_direct_answer_early_ends_its_worker_statement(
             assert busy == (0,)
         # The connection given back serves the next answer, whole, in batches of four.
         assert sorted(_answered_directly(engine, text)[1]) == sorted(everything)
+
+
+def _terminate_direct_sessions(cluster: DatabaseCluster) -> int:
+    with psycopg.connect(cluster.coordinator_dsn, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            (APPLICATION_NAME,),
+        ).fetchone()[0]
+
+
+def test_connections_that_died_while_idle_are_replaced_without_leaving_the_direct_path(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    """A restarted worker ends the kept connections: the next direct answer reconnects, nothing is avoided."""
+    cluster = make_cluster(1)
+    objects = _survey(cluster, seed=27)["apdb.DiaObject"]
+    text = f"SELECT * FROM apdb.DiaObject WHERE diaObjectId = {int(objects['diaObjectId'].iloc[0])}"
+    with QueryEngine(cluster.topology) as engine:
+        expected = _rows(engine, text)
+        assert _answered_directly(engine, text) == (True, expected)
+        assert _terminate_direct_sessions(cluster) >= 2  # the worker's and the coordinator's
+        time.sleep(0.2)  # let the backends go
+        for _ in range(2):  # new connections, then those kept from the answer before
+            assert _answered_directly(engine, text) == (True, expected)
+
+
+def test_an_unreachable_coordinator_sends_direct_answers_to_the_general_path(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    """Workers-only queries go on from cached metadata there; nothing is kept under an epoch never confirmed."""
+    cluster = make_cluster(2)
+    objects = _survey(cluster, seed=28)["apdb.DiaObject"]
+    ra, dec = float(objects["ra"].iloc[0]), float(objects["dec"].iloc[0])
+    text = f"SELECT diaObjectId FROM apdb.DiaObject WHERE CONTAINS(POINT(ra, dec), CIRCLE({ra}, {dec}, 0.02)) = 1"
+    dbname = psycopg.conninfo.conninfo_to_dict(cluster.coordinator_dsn)["dbname"]
+    with QueryEngine(cluster.topology) as engine:
+        expected = _rows(engine, text)
+        assert _answered_directly(engine, text) == (True, expected)
+        with psycopg.connect(cluster.topology.workers[0].dsn, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
+            try:
+                time.sleep(0.2)
+                assert _answered_directly(engine, text) == (False, expected)
+                assert engine.direct_plan(text) is None  # the epoch read failed: not kept again
+                assert _answered_directly(engine, text) == (False, expected)
+            finally:
+                admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+
+
+def test_a_direct_statement_is_prepared_once_per_connection(make_cluster: Callable[..., DatabaseCluster]) -> None:
+    cluster = make_cluster(1)
+    objects = _survey(cluster, seed=29)["apdb.DiaObject"]
+    text = f"SELECT * FROM apdb.DiaObject WHERE diaObjectId = {int(objects['diaObjectId'].iloc[0])}"
+    with QueryEngine(cluster.topology) as engine:
+        expected = _rows(engine, text)
+        for _ in range(3):
+            assert _answered_directly(engine, text) == (True, expected)
+        # The runner's one worker connection (private: the server shows prepared statements only to their session).
+        (kept,) = engine._direct._idle[cluster.topology.workers[0].name]  # type: ignore[union-attr]
+        statements = kept.conn.execute(
+            "SELECT name, generic_plans + custom_plans FROM pg_prepared_statements"
+        ).fetchall()
+        assert len(statements) == 1 and statements[0][0].startswith("dms_direct_")
+        assert statements[0][1] == 3  # prepared by the first direct answer, executed by all three
+
+
+def test_threads_share_the_direct_path_and_get_their_own_answers(
+    make_cluster: Callable[..., DatabaseCluster],
+) -> None:
+    cluster = make_cluster(3)
+    objects = _survey(cluster, seed=30)["apdb.DiaObject"]
+    texts = [f"SELECT * FROM apdb.DiaObject WHERE diaObjectId = {int(i)}" for i in objects["diaObjectId"].iloc[:6]]
+    with QueryEngine(cluster.topology) as engine:
+        expected = {text: _rows(engine, text) for text in texts}
+        before = engine.direct_answers
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda text: (text, _rows(engine, text)), texts * 10))
+        assert all(rows == expected[text] for text, rows in answers)
+        assert engine.direct_answers == before + len(answers)

@@ -76,7 +76,7 @@ def test_a_repeated_query_reuses_its_plan_and_a_streamed_one_never_takes_a_coord
                 (APPLICATION_NAME,),
             ).fetchone()[0]
 
-    with QueryEngine(cluster.topology) as engine:
+    with QueryEngine(cluster.topology, direct_path=False) as engine:  # the general path
         with engine.query(cone) as result:
             first = sorted(result)
         assert first and engine.level_shapes.get(engine.translate(cone).tree) is not None
@@ -123,7 +123,7 @@ def test_planning_leaves_the_kept_translations_as_they_were(make_cluster: Callab
         "WITH few AS (SELECT TOP 3 diaObjectId FROM apdb.DiaObject) SELECT COUNT(*) AS n FROM few",
         "SELECT diaObjectId FROM apdb.DiaObject WHERE ra < 0 UNION SELECT diaObjectId FROM apdb.DiaObject",
     ]
-    with QueryEngine(cluster.topology) as engine:
+    with QueryEngine(cluster.topology, direct_path=False) as engine:  # the general path
         with engine.query(queries[0]) as result:  # warm: the first query reads the epoch and empties the caches
             list(result)
         for query in queries:
@@ -191,7 +191,7 @@ def test_a_warm_engine_reads_the_metadata_epoch_while_the_worker_statement_runs(
         return await opening(self, *args, **kwargs)
 
     monkeypatch.setattr(Execution, "open_cursor", noting_opening)
-    with QueryEngine(cluster.topology) as engine:
+    with QueryEngine(cluster.topology, direct_path=False) as engine:  # the general path
         with engine.query(cone) as result:
             expected = sorted(result)  # cold: the epoch is read first, then the catalog and placement
         assert expected
