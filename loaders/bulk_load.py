@@ -339,7 +339,9 @@ def _key_ranges(target: LoadTarget, txn: DistributedTransaction, topology: Topol
     return KeyRanges(
         interval
         for worker in workers
-        for interval in partition_key_ranges(txn.on(worker.name), target.catalog.name, target.table.name, key)
+        for interval in partition_key_ranges(
+            txn.on(worker.name), target.catalog.name, target.table.name, key, partitioned=target.table.is_partitioned
+        )
     )
 
 

@@ -50,22 +50,21 @@ class KeyRanges:
 
 
 def partition_key_ranges(
-    conn: psycopg.Connection, schema_name: str, table_name: str, key: str
+    conn: psycopg.Connection, schema_name: str, table_name: str, key: str, *, partitioned: bool
 ) -> list[tuple[int, int]]:
-    """(smallest, largest) ``key`` of every non-empty partition of a table (the table itself if unpartitioned).
+    """(smallest, largest) ``key`` of every non-empty partition of a table (of the table itself if not ``partitioned``).
 
     Partitions attached later, such as the ones a running load stages, are not
     seen: they hold only that load's rows.
     """
-    table = sql.Identifier(schema_name, table_name).as_string(conn)
-    partitioned = conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0]
-    leaves = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass",
-        (table,),
-    ).fetchall()
-    if not partitioned:
-        leaves = [(schema_name, table_name)]
+    leaves: list[tuple[str, str]] = [(schema_name, table_name)]
+    if partitioned:
+        table = sql.Identifier(schema_name, table_name).as_string(conn)
+        leaves = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass",
+            (table,),
+        ).fetchall()
     if not leaves:
         return []  # a worker holding no chunk of the table
     column = sql.Identifier(key)
