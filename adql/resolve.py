@@ -37,7 +37,7 @@ class Resolution:
     Attributes
     ----------
     tree
-        The resolved ADQL tree (a copy of the input).
+        The resolved ADQL tree (a copy of the input, or the input itself when resolved ``in_place``).
     outputs
         Result columns of the top-level query.
     table_refs
