@@ -172,6 +172,7 @@ class Region(ABC):
         # order's own cover, tested at a fine resolution, tells in microseconds: planning
         # pays this for every query.
         cover = self._chunk_order_cover(chunk_order)
+        coarse = None
         if cover is not None:
             coarse = np.asarray(cover, dtype=np.int64).reshape(-1, 2)
             if coarse.shape[0] == 1 and coarse[0, 1] - coarse[0, 0] == 1:
@@ -181,7 +182,10 @@ class Region(ABC):
         order = max(chunk_order, self._coverage_order(1))
         bounds = np.asarray(self._pixel_ranges(order), dtype=np.int64).reshape(-1, 2)
         shift = 2 * (order - chunk_order)
-        return _expand(np.stack([bounds[:, 0] >> shift, ((bounds[:, 1] - 1) >> shift) + 1], axis=1))
+        chunks = _expand(np.stack([bounds[:, 0] >> shift, ((bounds[:, 1] - 1) >> shift) + 1], axis=1))
+        # Both covers hold every chunk the region touches, so their common chunks do too,
+        # and the chunk order's own is often the tighter one near chunk corners.
+        return chunks if coarse is None else np.intersect1d(chunks, _expand(coarse), assume_unique=True)
 
     def index_ranges(self, max_ranges: int = 64) -> list[PixelRange]:
         """At most ``max_ranges`` merged order-29 ranges covering every row in the region.

@@ -383,3 +383,24 @@ def test_a_small_cone_inside_one_chunk_is_one_chunk_and_one_on_a_chunk_corner_is
     dec = corner_dec[0] + distance * np.cos(bearing)
     reached = set(hp.ang2pix(2**chunk_order, ra, dec, nest=True, lonlat=True).tolist())
     assert len(reached) >= 3 and reached <= set(touched)
+
+
+def test_a_cone_over_several_chunks_keeps_only_chunks_both_covers_hold() -> None:
+    """The chunk order's own cover and the finer one each hold every chunk touched; the answer is their common part."""
+    rng = np.random.default_rng(17)
+    for _ in range(300):
+        chunk_order = int(rng.integers(3, 7))
+        ra, dec, radius = float(rng.uniform(0, 360)), float(rng.uniform(-80, 80)), float(rng.uniform(0.2, 4.0))
+        circle = Circle(ra, dec, radius)
+        coarse = np.asarray(circle._chunk_order_cover(chunk_order), dtype=np.int64).reshape(-1, 2)
+        in_coarse = {int(c) for low, high in coarse for c in range(low, high)}
+        chunks = set(circle.chunks(chunk_order).tolist())
+        assert chunks <= in_coarse
+        # Every chunk a point inside the cone falls in is kept.
+        bearing, distance = rng.uniform(0, 2 * np.pi, 500), np.sqrt(rng.uniform(0, 1, 500)) * radius * 0.999
+        inside_ra = ra + distance * np.sin(bearing) / np.cos(np.radians(dec))
+        inside_dec = np.clip(dec + distance * np.cos(bearing), -90, 90)
+        centre = hp.ang2vec(ra, dec, lonlat=True)
+        within = hp.ang2vec(inside_ra, inside_dec, lonlat=True) @ centre >= np.cos(np.radians(radius))
+        touched = hp.ang2pix(2**chunk_order, inside_ra[within], inside_dec[within], nest=True, lonlat=True)
+        assert set(touched.tolist()) <= chunks
